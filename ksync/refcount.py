@@ -1,0 +1,134 @@
+"""refcount_t: a reference count that saturates instead of wrapping.
+
+Kernel counterpart: include/linux/refcount.h and lib/refcount.c.  An
+increment from zero warns "addition on 0; use-after-free"; a decrement
+below zero warns "underflow; use-after-free"; an overflow past INT_MAX
+saturates the count ("saturated; leaking memory") and it stays saturated,
+so the object is leaked rather than freed early.  Each warning is a
+``refcount`` report (once per object and kind, as WARN_ONCE), filed when the
+``refcount`` checker is on.
+"""
+
+from __future__ import annotations
+
+from . import events as ev
+from .report import call_site, format_stack, user_stack
+from .thread import KThread, current_thread
+
+INT_MAX = 0x7FFF_FFFF
+#: Kernel: REFCOUNT_SATURATED (INT_MIN / 2), far from both zero and INT_MAX.
+REFCOUNT_SATURATED = -(1 << 30)
+
+_WARN = {
+    "add-uaf": "addition on 0; use-after-free",
+    "add-ovf": "saturated; leaking memory",
+    "sub-uaf": "underflow; use-after-free",
+    "dec-leak": "decrement hit 0; leaking memory",
+}
+
+
+class Refcount:
+    """A refcount_t named after the field it models (``root->tdp_mmu_root_count``)."""
+
+    __slots__ = ("name", "_v", "_warned", "__weakref__")
+
+    def __init__(self, value: int = 1, name: str = "refcount") -> None:
+        self.name = name
+        self._v = value
+        self._warned: set[str] = set()
+
+    def _op(self, op: str, delta: int, not_zero: bool = False) -> tuple[int, int, str | None]:
+        """Apply ``delta`` under ``rt.big``; returns (old, new, warning)."""
+        t = current_thread()
+        rt = t.rt
+        rt.point(t)
+        warn = None
+        with rt.big:
+            old = self._v
+            if not_zero and old == 0:
+                new = 0
+            elif old < 0:
+                # Saturated (or corrupted): never move again, so it can't reach zero.
+                new = REFCOUNT_SATURATED
+                warn = "add-ovf" if delta > 0 else "sub-uaf"
+            elif delta > 0 and old == 0:
+                new = REFCOUNT_SATURATED
+                warn = "add-uaf"
+            elif old + delta > INT_MAX:
+                new = REFCOUNT_SATURATED
+                warn = "add-ovf"
+            elif old + delta < 0:
+                new = REFCOUNT_SATURATED
+                warn = "sub-uaf"
+            else:
+                new = old + delta
+            self._v = new
+        if rt.listeners:
+            rt.emit(t, ev.REFCOUNT, self, (op, old, new))
+        if warn is not None:
+            self._warn(t, warn, op)
+        return old, new, warn
+
+    def _warn(self, t: KThread, warn: str, op: str) -> None:
+        rt = t.rt
+        if "refcount" not in rt.checks or warn in self._warned:
+            return
+        self._warned.add(warn)
+        site = call_site()
+        rt.report("refcount", f"refcount_t {self.name}: {_WARN[warn]} ({op} at {site})",
+                  f"------------[ cut here ]------------\n"
+                  f"refcount_t: {_WARN[warn]}.\n"
+                  f"WARNING: {t.name}/{t.tid} in {op} of {self.name} at {site}\n"
+                  f"stack:\n{format_stack(user_stack())}",
+                  thread=t, object=self.name, warning=_WARN[warn], site=site)
+
+    def set(self, n: int) -> None:
+        """Kernel: refcount_set()."""
+        t = current_thread()
+        with t.rt.big:
+            self._v = n
+        if t.rt.listeners:
+            t.rt.emit(t, ev.REFCOUNT, self, ("set", n, n))
+
+    def read(self) -> int:
+        """Kernel: refcount_read()."""
+        t = current_thread()
+        t.rt.point(t)
+        if t.rt.listeners:
+            t.rt.emit(t, ev.REFCOUNT, self, ("read", self._v, self._v))
+        return self._v
+
+    def peek(self) -> int:
+        """The count without an event or a scheduling point (for reports and tests)."""
+        return self._v
+
+    def inc(self) -> None:
+        """Kernel: refcount_inc() — warns on addition to 0."""
+        self._op("inc", 1)
+
+    def add(self, i: int) -> None:
+        self._op("add", i)
+
+    def inc_not_zero(self) -> bool:
+        """Kernel: refcount_inc_not_zero() — False (and no change) if the count is 0."""
+        old, _new, _w = self._op("inc_not_zero", 1, not_zero=True)
+        return old != 0
+
+    def dec_and_test(self) -> bool:
+        """Kernel: refcount_dec_and_test() — True when this dropped the last reference."""
+        old, new, _w = self._op("dec_and_test", -1)
+        return old == 1 and new == 0
+
+    def sub_and_test(self, i: int) -> bool:
+        old, new, _w = self._op("sub_and_test", -i)
+        return old == i and new == 0
+
+    def dec(self) -> None:
+        """Kernel: refcount_dec() — dropping the last reference this way leaks; warns."""
+        t = current_thread()
+        old, new, warn = self._op("dec", -1)
+        if warn is None and old == 1 and new == 0:
+            self._warn(t, "dec-leak", "dec")
+
+    def __repr__(self) -> str:
+        return f"<Refcount {self.name}={self._v}>"

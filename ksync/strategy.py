@@ -1,0 +1,103 @@
+"""Controlled-mode scheduling strategies and the schedule string.
+
+A strategy is asked, at every scheduling point where more than one managed
+thread could run, which one runs next.  Only those decisions are recorded:
+given the same program they occur in the same order, so the list of chosen
+thread ids replays the run exactly.
+
+The schedule string is that list run-length encoded: thread ids (in spawn
+order, ``0`` is the thread that entered the runtime) separated by dots, with
+``xN`` for N consecutive decisions of the same thread: ``0x12.1.0x3``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import KsyncError, ReplayDivergence
+
+
+class Strategy:
+    """Picks the next thread to run.  Subclass and override ``choose``.
+
+    ``runnable`` is sorted by thread id; ``current`` is the thread at the
+    scheduling point (it may not be runnable any more); ``step`` counts
+    decisions so far.
+    """
+
+    name = "strategy"
+
+    def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
+        raise NotImplementedError
+
+
+class RandomStrategy(Strategy):
+    """Seeded random walk: each decision picks uniformly among runnable threads."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
+        return runnable[self._rng.randrange(len(runnable))]
+
+
+class ReplayStrategy(Strategy):
+    """Follows a recorded schedule string decision by decision."""
+
+    name = "replay"
+
+    def __init__(self, schedule: str) -> None:
+        self.decisions = decode_schedule(schedule)
+
+    def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
+        if step >= len(self.decisions):
+            raise ReplayDivergence(step, f"the schedule has only {len(self.decisions)} "
+                                   "decisions but the program asks for more")
+        want = self.decisions[step]
+        for t in runnable:
+            if t.tid == want:
+                return t
+        names = ", ".join(f"{t.tid}={t.name}" for t in runnable)
+        raise ReplayDivergence(step, f"thread {want} is not runnable here (runnable: {names})")
+
+
+def encode_schedule(decisions: Sequence[int]) -> str:
+    out: list[str] = []
+    i, n = 0, len(decisions)
+    while i < n:
+        j = i
+        while j < n and decisions[j] == decisions[i]:
+            j += 1
+        out.append(str(decisions[i]) if j - i == 1 else f"{decisions[i]}x{j - i}")
+        i = j
+    return ".".join(out)
+
+
+def decode_schedule(text: str) -> list[int]:
+    """Parse a schedule string; a malformed one is a KsyncError naming the token."""
+    text = text.strip()
+    if not text:
+        return []
+    out: list[int] = []
+    for pos, tok in enumerate(text.split(".")):
+        tid, _, count = tok.partition("x")
+        if not tid.isdigit() or (count and not count.isdigit()) or count == "0":
+            raise KsyncError(f"unreadable schedule string: token {pos} {tok!r} "
+                             "is not <thread>[x<count>]")
+        out.extend([int(tid)] * (int(count) if count else 1))
+    return out
+
+
+def make_strategy(strategy: Strategy | str | None, seed: int, schedule: str | None) -> Strategy:
+    if schedule is not None:
+        return ReplayStrategy(schedule)
+    if strategy is None or strategy == "random":
+        return RandomStrategy(seed)
+    if isinstance(strategy, Strategy):
+        return strategy
+    raise KsyncError(f"unknown strategy {strategy!r}: use 'random', a schedule to replay, "
+                     "or a ksync.Strategy instance")
