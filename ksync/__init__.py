@@ -19,6 +19,7 @@ from .errors import (
     ThreadFailed,
 )
 from .events import Checker, TraceRecorder
+from .lockmap import LockMap, lock_map_acquire, lock_map_release
 from .mutex import Mutex
 from .rcu import call_rcu, rcu, rcu_barrier, rcu_read_lock, rcu_read_unlock, synchronize_rcu
 from .refcount import REFCOUNT_SATURATED, Refcount
@@ -33,13 +34,13 @@ from .thread import KThread, current_runtime, current_thread
 
 __all__ = [
     "ALL_CHECKS", "KINDS", "REFCOUNT_SATURATED",
-    "Atomic", "Checker", "Completion", "DeadlockUnwind", "KThread", "KsyncError", "Mutex",
+    "Atomic", "Checker", "Completion", "DeadlockUnwind", "KThread", "KsyncError", "LockMap", "Mutex",
     "NoRuntimeError", "RandomStrategy", "Refcount", "ReplayDivergence", "ReplayStrategy",
     "Report", "ReportError", "RunAborted", "Runtime", "RwLock", "Shared", "SpinLock",
     "Strategy", "ThreadFailed", "TraceRecorder",
     "call_rcu", "check_access", "cond_resched", "cond_resched_rwlock_read",
     "cond_resched_rwlock_write", "current_runtime", "current_thread", "decode_schedule",
     "encode_schedule", "events", "kfree", "lockdep_assert_held", "lockdep_assert_held_read",
-    "lockdep_assert_held_write", "might_sleep", "msleep", "need_resched", "rcu", "rcu_barrier",
+    "lockdep_assert_held_write", "lock_map_acquire", "lock_map_release", "might_sleep", "msleep", "need_resched", "rcu", "rcu_barrier",
     "rcu_read_lock", "rcu_read_unlock", "register_checker", "synchronize_rcu", "track", "usleep",
 ]

@@ -417,6 +417,7 @@ class Runtime:
         t.state = state
         t.blocked_on = obj
         t.wait_desc = desc
+        t.wait_since = time.monotonic()
         t.timed_out = False
         obj._waiters.append(t)
         self._count[state] += 1

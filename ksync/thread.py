@@ -4,8 +4,8 @@ Kernel counterpart: ``struct task_struct`` — here a real OS thread plus the
 state the runtime and the checkers keep about it (locks held, atomic depth,
 RCU nesting, what it is blocked on).
 
-Fields, and who may touch them ("B": only under ``rt.big``; "T": only the
-thread itself; "I": set at creation):
+Each field's rule is noted beside its slot: "B" only under ``rt.big``,
+"T" only by the thread itself, "I" set at creation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class KThread:
         "held", "atomic", "rcu_depth", "rcu_gen",                   # T
         "blocked_on", "wait_desc", "timed_out", "timer_key",        # B
         "go", "cond", "rng", "run_steps", "last_resched",           # T / scheduler
-        "joined", "wake_ns", "_waiters",
+        "joined", "wake_ns", "_waiters", "wait_since",
     )
 
     def __init__(self, rt: Any, tid: int, name: str, fn: Any, args: tuple, daemon: bool) -> None:
@@ -55,6 +55,7 @@ class KThread:
         self.timed_out = False
         self.timer_key: Any = None
         self.wake_ns = 0
+        self.wait_since = 0.0        # time.monotonic() when the current wait began
         # Controlled mode: released by whoever schedules this thread in.
         self.go = threading.Lock()
         self.go.acquire()
