@@ -48,6 +48,12 @@ RCU_CALLBACK = "rcu_callback"
 ALLOC = "alloc"
 FREE = "free"
 ACCESS = "access"
+# Happens-before edges a higher layer declares (work queues: queue_work
+# releases to the work, the worker acquires it when the work starts; the end
+# of a work releases to its flush, which acquires it on return).  obj = the
+# synchronisation object both sides name.
+HB_RELEASE = "hb_release"
+HB_ACQUIRE = "hb_acquire"
 # Anything a higher layer wants to put on the spine (work queue events, root
 # state changes); arg carries its detail.
 CUSTOM = "custom"

@@ -405,15 +405,16 @@ class Runtime:
         Returns False if ``timeout_ns`` passed first.  Raises RunAborted when
         the run is aborted (deadlock, livelock, divergence) so that the thread
         unwinds from its wait point.  ``idle`` marks a kthread waiting for
-        work: such waits alone are not a deadlock, and they return False at
-        once when the runtime is stopping.  ``force`` waits even mid-abort
+        work (optionally with a timeout, to idle out): such waits alone are
+        not a deadlock, and they return False at once when the runtime is
+        stopping.  ``force`` waits even mid-abort
         (the exiting main thread draining the others).
         """
         if idle and self.stopping:
             return False
         if self.aborting and not force:
             raise DeadlockUnwind(f"run aborted ({self.aborting}) while {t.name} would wait on {desc}")
-        state = SLEEPING if timeout_ns is not None else IDLE if idle else BLOCKED
+        state = IDLE if idle else SLEEPING if timeout_ns is not None else BLOCKED
         t.state = state
         t.blocked_on = obj
         t.wait_desc = desc
