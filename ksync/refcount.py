@@ -5,8 +5,9 @@ increment from zero warns "addition on 0; use-after-free"; a decrement
 below zero warns "underflow; use-after-free"; an overflow past INT_MAX
 saturates the count ("saturated; leaking memory") and it stays saturated,
 so the object is leaked rather than freed early.  Each warning is a
-``refcount`` report (once per object and kind, as WARN_ONCE), filed when the
-``refcount`` checker is on.
+``refcount`` report, filed when the ``refcount`` checker is on — once per
+object: after the first warning the count is saturated and what follows is
+its consequence, not a new bug.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ class Refcount:
     """A refcount_t named after the field it models (``root->tdp_mmu_root_count``)."""
 
     __slots__ = ("name", "_v", "_warned", "__weakref__")
+    _warned: bool
 
     def __init__(self, value: int = 1, name: str = "refcount") -> None:
         self.name = name
         self._v = value
-        self._warned: set[str] = set()
+        self._warned = False
 
     def _op(self, op: str, delta: int, not_zero: bool = False) -> tuple[int, int, str | None]:
         """Apply ``delta`` under ``rt.big``; returns (old, new, warning)."""
@@ -71,9 +73,9 @@ class Refcount:
 
     def _warn(self, t: KThread, warn: str, op: str) -> None:
         rt = t.rt
-        if "refcount" not in rt.checks or warn in self._warned:
+        if "refcount" not in rt.checks or self._warned:
             return
-        self._warned.add(warn)
+        self._warned = True
         site = call_site()
         rt.report("refcount", f"refcount_t {self.name}: {_WARN[warn]} ({op} at {site})",
                   f"------------[ cut here ]------------\n"

@@ -71,7 +71,7 @@ class Runtime:
                  strategy: Strategy | str | None = None,
                  checks: Iterable[str] | None = None, noise: float = 0.0,
                  strict: bool = False, trace: bool = False,
-                 schedule: str | None = None, max_steps: int | None = None,
+                 schedule: str | None = None, max_steps: int | None = 200_000,
                  tick_ns: int = 1000, resched_steps: int = 50,
                  listeners: Iterable[ev.Checker] = ()) -> None:
         if mode not in MODES:
@@ -372,14 +372,16 @@ class Runtime:
         runnable = self._runnable
         if len(runnable) == 1:
             nxt = runnable[0]
+        elif self.divergence is not None:
+            nxt = runnable[0]   # unwinding a diverged replay: any order will do
         else:
             try:
                 nxt = self.strategy.choose(runnable, t, len(self.decisions))
+                self.decisions.append(nxt.tid)
             except ReplayDivergence as e:
                 self.divergence = e
                 self._abort_run(str(e), None)
                 nxt = runnable[0]
-            self.decisions.append(nxt.tid)
         if nxt is t:
             return
         nxt.run_steps = 0

@@ -1,0 +1,22 @@
+"""Suite-wide fixtures: every test leaves no managed OS thread behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    before = {t.ident for t in threading.enumerate()}
+    yield
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate()
+                  if t.ident not in before and t.is_alive() and not t.name.startswith("pytest")]
+        if not leaked:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"managed threads leaked: {[t.name for t in leaked]}")
