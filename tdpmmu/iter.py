@@ -1,0 +1,170 @@
+"""The TDP iterator: a pre-order walk of one root over a gfn range.
+
+Kernel: struct tdp_iter, tdp_iter_start(), tdp_iter_next(),
+tdp_iter_restart() in arch/x86/kvm/mmu/tdp_iter.c, and the
+for_each_tdp_pte_min_level() / tdp_mmu_iter_cond_resched() pair in tdp_mmu.c.
+
+The iterator visits every entry of every page it reaches, from the root down
+to ``min_level``, in gfn order: an entry first, then (if it is a present
+page-table link and the level is above ``min_level``) the entries of its
+child.  It reads SPTEs without locks; each step down re-reads the entry, so a
+page unlinked since the last read is not entered.
+
+Yielding.  A walk that holds ``mmu_lock`` for long must let others in.  The
+caller asks ``cond_resched(should_yield)`` at each position; when that yields
+(the model drops and retakes ``mmu_lock`` inside ``should_yield``), the next
+step restarts from the root at ``next_last_level_gfn`` -- the first gfn not
+yet handled -- because the tree may have changed while the lock was out.
+``yielded_gfn`` remembers where the last yield happened, and no new yield is
+allowed until the walk has moved past it (invariant 11: yield only after
+progress), so a contended lock cannot livelock the walk.
+"""
+
+from tdpmmu.spte import KVM_PAGES_PER_HPAGE as _pages
+from tdpmmu.spte import (
+    LEAF,
+    PG_LEVEL_4K,
+    PRESENT,
+    SPTE_ENT_PER_PAGE,
+    SPTE_INDEX,
+    gfn_round_for_level,
+    root_gfn_end,
+)
+
+
+class TdpIter:
+    """Iterator over the entries of ``root`` in [start, end) down to ``min_level``.
+
+    Kernel: struct tdp_iter.  ``for pos in TdpIter(...)`` yields the iterator
+    itself; the current position is in ``level``, ``gfn``, ``page``,
+    ``index`` and ``old_spte`` (the value last read; refresh it with
+    ``reread()`` after a failed compare-exchange).  Positions above
+    ``min_level`` may start before ``start`` (an entry covering it).
+
+    Not thread-safe: one walker owns an iterator.  Context: mmu_lock held
+    (either mode) and inside an RCU read section, by the caller.
+    """
+
+    __slots__ = ("root", "root_level", "min_level", "end", "path", "level", "gfn",
+                 "page", "index", "old_spte", "next_last_level_gfn", "yielded_gfn",
+                 "yielded", "valid", "_started")
+
+    def __init__(self, root, min_level, start, end):
+        if not PG_LEVEL_4K <= min_level <= root.level:
+            raise ValueError(f"TdpIter: min_level {min_level} outside 1..{root.level}")
+        self.root = root
+        self.root_level = root.level
+        self.min_level = min_level
+        self.end = min(end, root_gfn_end(root.level))
+        self.path = [None] * (root.level + 1)
+        self.path[root.level] = root
+        self.next_last_level_gfn = max(start, 0)
+        self._started = False
+        self.restart()
+        if self.next_last_level_gfn >= self.end:
+            # An empty range must not visit the entries that cover ``start``.
+            self.valid = False
+
+    def restart(self):
+        """Walk again from the root towards ``next_last_level_gfn``.
+
+        Kernel: tdp_iter_restart().
+        """
+        self.yielded = False
+        self.yielded_gfn = self.next_last_level_gfn
+        self.level = self.root_level
+        self.page = self.root
+        self.gfn = gfn_round_for_level(self.next_last_level_gfn, self.level)
+        self._refresh()
+        self.valid = True
+
+    def _refresh(self):
+        self.index = SPTE_INDEX(self.gfn, self.level)
+        self.old_spte = self.page.read(self.index)
+
+    def reread(self):
+        """Re-read the current SPTE (after a lost compare-exchange)."""
+        self.old_spte = self.page.read(self.index)
+        return self.old_spte
+
+    def _try_step_down(self):
+        if self.level == self.min_level:
+            return False
+        # Re-read: the entry may have been zapped since the position was
+        # reported, and a stale link must not be followed.
+        spte = self.page.read(self.index)
+        if not spte & PRESENT or spte & LEAF or self.level == PG_LEVEL_4K:
+            return False
+        child = self.page.child_at(self.index, spte)
+        if child is None:
+            return False
+        self.level -= 1
+        self.page = child
+        self.path[self.level] = child
+        self.gfn = gfn_round_for_level(self.next_last_level_gfn, self.level)
+        self._refresh()
+        return True
+
+    def _try_step_side(self):
+        if self.index == SPTE_ENT_PER_PAGE - 1:
+            return False
+        self.gfn += _pages(self.level)
+        self.next_last_level_gfn = self.gfn
+        self.index += 1
+        self.old_spte = self.page.read(self.index)
+        return True
+
+    def _try_step_up(self):
+        if self.level == self.root_level:
+            return False
+        self.level += 1
+        self.page = self.path[self.level]
+        self.gfn = gfn_round_for_level(self.gfn, self.level)
+        self.index = SPTE_INDEX(self.gfn, self.level)
+        self.old_spte = self.page.read(self.index)
+        return True
+
+    def next(self):
+        """Advance to the next position.  Kernel: tdp_iter_next()."""
+        if self.yielded:
+            self.restart()
+            return
+        if self._try_step_down():
+            return
+        while True:
+            if self._try_step_side():
+                return
+            if not self._try_step_up():
+                self.valid = False
+                return
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._started:
+            self.next()
+        else:
+            self._started = True
+        if not self.valid or self.gfn >= self.end:
+            raise StopIteration
+        return self
+
+    def cond_resched(self, should_yield):
+        """Offer to yield; True when the walk yielded and will restart.
+
+        Kernel: tdp_mmu_iter_cond_resched().  ``should_yield()`` is only asked
+        once the walk made progress since its last yield; when it returns True
+        (after dropping and retaking mmu_lock), the caller must ``continue``
+        so the next step restarts from the root at ``next_last_level_gfn``.
+        """
+        if should_yield is None or self.next_last_level_gfn == self.yielded_gfn:
+            return False
+        if should_yield():
+            self.yielded = True
+        return self.yielded
+
+
+def for_each_tdp_pte_min_level(root, min_level, start, end):
+    """Kernel: for_each_tdp_pte_min_level().  Returns a TdpIter."""
+    return TdpIter(root, min_level, start, end)
