@@ -44,3 +44,4 @@ __all__ = [
     "lockdep_assert_held_write", "lock_map_acquire", "lock_map_release", "might_sleep", "msleep", "need_resched", "rcu", "rcu_barrier",
     "rcu_read_lock", "rcu_read_unlock", "register_checker", "synchronize_rcu", "track", "usleep",
 ]
+from . import checkers  # noqa: F401  (registers the checkers)

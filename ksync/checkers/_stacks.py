@@ -1,0 +1,127 @@
+"""Cheap stack capture for the checkers, rendered only when a report is filed.
+
+Kernel counterpart: ``stack_trace_save()`` into a ``struct lock_trace`` —
+lockdep and KASAN save raw return addresses when an event happens and
+symbolise them only when they print.  Here a saved stack is a flat tuple
+``(code, lineno, code, lineno, ...)`` of the frames outside ksync, innermost
+first: building it costs about 0.2 µs per frame, whereas
+``ksync.report.user_stack()`` formats strings at once (tens of µs).  Checkers
+call :func:`capture` on hot paths and :func:`render` when they report.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from types import CodeType
+
+import ksync
+
+#: Frames from files under this directory are the machinery, not the caller.
+_KSYNC_DIR = os.path.dirname(os.path.abspath(ksync.__file__)) + os.sep
+#: Thread bootstrap frames (``Thread.run``/``_bootstrap``) say nothing about the caller.
+_THREADING = threading.__file__
+
+Stack = tuple  # (CodeType, int, CodeType, int, ...)
+
+EMPTY: Stack = ()
+
+
+def capture(skip: int = 2, limit: int = 10) -> Stack:
+    """Save the caller's stack outside ksync, innermost first, at most ``limit`` frames.
+
+    ``skip`` counts frames above this function's caller to start from; ksync
+    frames are dropped wherever they are, so the exact depth of the
+    primitive that emitted the event does not matter.  Cost: O(depth).
+    """
+    try:
+        f = sys._getframe(skip)
+    except ValueError:
+        return EMPTY
+    out: list = []
+    n = 0
+    while f is not None and n < limit:
+        co = f.f_code
+        fn = co.co_filename
+        if not fn.startswith(_KSYNC_DIR) and fn != _THREADING:
+            out.append(co)
+            out.append(f.f_lineno)
+            n += 1
+        f = f.f_back
+    return tuple(out)
+
+
+def capture_site(skip: int = 2) -> Stack:
+    """Only the innermost frame outside ksync (a held lock's ``at:`` site)."""
+    return capture(skip + 1, 1)
+
+
+def frames(stack: Stack) -> list[tuple[str, int, str]]:
+    """``(filename, lineno, function)`` per saved frame."""
+    return [(stack[i].co_filename, stack[i + 1], stack[i].co_name)
+            for i in range(0, len(stack), 2)]
+
+
+def render(stack: Stack) -> list[str]:
+    """``file:line function`` lines, the format of ``ksync.report.user_stack()``."""
+    return [f"{fn}:{ln} {name}" for fn, ln, name in frames(stack)]
+
+
+def top(stack: Stack) -> str:
+    """The innermost frame as ``file:line function`` (``<unknown>`` if none)."""
+    lines = render(stack[:2])
+    return lines[0] if lines else "<unknown>"
+
+
+def top_function(stack: Stack) -> str:
+    """The innermost frame's function name, KASAN's ``in <func>``."""
+    return stack[0].co_qualname if stack else "<unknown>"
+
+
+def numbered(stack: Stack, indent: str = "    ") -> str:
+    """ThreadSanitizer's ``#0 func file:line`` lines."""
+    out = [f"{indent}#{i} {name} {fn}:{ln}" for i, (fn, ln, name) in enumerate(frames(stack))]
+    return "\n".join(out) if out else f"{indent}<no frames outside ksync>"
+
+
+def indented(stack: Stack, indent: str = "       ") -> str:
+    """Kernel-style indented trace lines (lockdep and KASAN print them like this)."""
+    out = [f"{indent}{line}" for line in render(stack)]
+    return "\n".join(out) if out else f"{indent}<no frames outside ksync>"
+
+
+def functions(stack: Stack) -> list[tuple[str, str, str]]:
+    """``(name, qualname, filename)`` per frame, for suppression matching."""
+    out = []
+    for i in range(0, len(stack), 2):
+        co: CodeType = stack[i]
+        out.append((co.co_name, co.co_qualname, co.co_filename))
+    return out
+
+
+def held_locks(held: list, sites: list | None = None) -> list[str]:
+    """Lines `` #i: (class){mode}, at: site`` for a thread's held locks.
+
+    ``sites`` is lockdep's per-thread list of ``(lock, saved site)`` in
+    acquisition order; each held entry takes the first unused site of the
+    same lock.  Without it the ``at:`` part is omitted.
+    """
+    out = []
+    free = list(sites) if sites else []
+    for i, (lk, mode) in enumerate(held):
+        at = ""
+        for j, (slk, st) in enumerate(free):
+            if slk is lk:
+                at = f", at: {top(st)}"
+                del free[j]
+                break
+        out.append(f" #{i}: ({class_name(lk)}){{{mode}}}{at}")
+    return out
+
+
+def class_name(lock: object) -> str:
+    """A lock's lockdep class as printed: ``name`` or ``name/subclass``."""
+    name = getattr(lock, "name", None) or repr(lock)
+    sub = getattr(lock, "subclass", 0)
+    return f"{name}/{sub}" if sub else name

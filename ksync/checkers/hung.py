@@ -1,0 +1,171 @@
+"""The hung-task watchdog.
+
+Kernel counterpart: kernel/hung_task.c (``khungtaskd``): a kthread wakes up
+periodically and reports every task that has stayed in uninterruptible sleep
+longer than ``hung_task_timeout_secs``, with its stack, then the locks held
+in the system and every task's stack.
+
+Here the watchdog is a plain daemon OS thread (not a managed thread, so it
+never takes part in scheduling) started by ``attach`` and stopped by
+``finish``.  Every ``poll_s`` it
+
+* in free mode, snapshots the managed threads under ``rt.big`` and reports
+  each one blocked (a lock, a completion, a flush, a join...) for longer than
+  ``timeout_s`` — once per wait.  Waiting to join a thread that is itself
+  running or sleeping is progress, not a hang, and is not reported;
+* in controlled mode (where the runtime already turns "nobody can run" into
+  a deadlock report), watches the scheduler: if no scheduling point passes
+  for ``timeout_s`` of wall-clock time, the running thread is stuck in code
+  that never reaches one (a pure-Python spin loop, a foreign lock) and is
+  reported once per stall.
+
+Configuration: ``timeout_s`` defaults to the environment variable
+``KSYNC_HUNG_TIMEOUT`` (seconds; ``0`` disables the watchdog) or else
+``DEFAULT_TIMEOUT_S``; both it and ``poll_s`` may be changed on the instance
+during a run (``get_checker(rt, "hung").timeout_s = 0.5``).  Reports come
+from the watchdog thread, so strict mode records them but cannot raise them
+into the hung thread.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from .. import events as ev
+from ..deadlock import holders_of
+from ..errors import ReportError
+from . import _stacks
+
+#: Seconds a thread may stay blocked before it is reported (kernel: 120).
+DEFAULT_TIMEOUT_S = 5.0
+#: Seconds between two looks (kernel: the timeout itself; finer is cheap here).
+POLL_S = 0.05
+
+
+def _timeout_from_env() -> float:
+    raw = os.environ.get("KSYNC_HUNG_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        return float(raw)
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+class HungTask(ev.Checker):
+    """The ``hung`` checker: a watchdog thread, no per-event work."""
+
+    name = "hung"
+
+    def __init__(self) -> None:
+        self.timeout_s = DEFAULT_TIMEOUT_S
+        self.poll_s = POLL_S
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reported: set[Any] = set()
+        self.rt: Any = None
+
+    def attach(self, rt: Any) -> None:
+        self.rt = rt
+        self.timeout_s = _timeout_from_env()
+        if self.timeout_s > 0:
+            self._thread = threading.Thread(target=self._watch, name="ksync-hung-watchdog",
+                                            daemon=True)
+            self._thread.start()
+
+    def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
+        return None
+
+    def finish(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    # ------------------------------------------------------------------ watchdog
+    def _watch(self) -> None:
+        rt = self.rt
+        last_step, since = rt.step, time.monotonic()
+        while not self._stop.wait(self.poll_s):
+            timeout = self.timeout_s
+            if timeout <= 0:
+                continue
+            now = time.monotonic()
+            try:
+                if rt.controlled:
+                    if rt.step != last_step:
+                        last_step, since = rt.step, now
+                    elif now - since >= timeout and ("stall", last_step) not in self._reported:
+                        self._reported.add(("stall", last_step))
+                        self._report_stall(now - since)
+                else:
+                    self._check_blocked(now, timeout)
+            except ReportError:
+                pass        # strict mode: the report is filed; nobody to raise it to
+
+    def _check_blocked(self, now: float, timeout: float) -> None:
+        rt = self.rt
+        with rt.big:
+            snap = [(t, t.blocked_on, t.wait_desc, t.wait_since) for t in rt.threads
+                    if t.state == "blocked" and t.blocked_on is not None]
+        for t, obj, desc, since in snap:
+            if now - since < timeout or (t.tid, since) in self._reported:
+                continue
+            if getattr(obj, "tid", None) is not None and obj.state in ("running", "sleeping"):
+                continue        # joining a thread that makes progress
+            self._reported.add((t.tid, since))
+            self._report_blocked(t, obj, desc, now - since, timeout)
+
+    def _report_blocked(self, t: Any, obj: Any, desc: str, waited: float,
+                        timeout: float) -> None:
+        holders = ", ".join(f"{h.name}/{h.tid}" for h in holders_of(obj)) or "nobody"
+        lines = [f"INFO: task {t.name}:{t.tid} blocked for more than {timeout:g} seconds.",
+                 f"      waiting {waited:.2f} s on {desc}, held by {holders}",
+                 '"KSYNC_HUNG_TIMEOUT=0" disables this message.',
+                 f"task:{t.name:<15} state:D pid:{t.tid}",
+                 "Call Trace:", _os_stack(t), ""]
+        lines += self._all_locks() + ["", "Showing all tasks:", self.rt.dump_stacks()]
+        self.rt.report("hung-task",
+                       f"task {t.name} blocked for more than {timeout:g} seconds on {desc}",
+                       "\n".join(lines), thread=t, waiting_on=desc, waited_s=round(waited, 3),
+                       holders=[h.name for h in holders_of(obj)])
+
+    def _report_stall(self, stalled: float) -> None:
+        rt = self.rt
+        cur = getattr(rt, "_current", None)   # the thread the controlled scheduler runs
+        who = f"{cur.name}:{cur.tid}" if cur is not None else "?"
+        lines = [f"INFO: task {who} ran for more than {self.timeout_s:g} seconds without "
+                 "reaching a scheduling point (controlled mode).",
+                 f"      no scheduling point for {stalled:.2f} s after step {rt.step}; every "
+                 "other thread waits for it to yield",
+                 "Call Trace:", _os_stack(cur) if cur is not None else "  ?", ""]
+        lines += self._all_locks() + ["", "Showing all tasks:", rt.dump_stacks()]
+        rt.report("hung-task",
+                  f"task {who} made no scheduling point for more than {self.timeout_s:g} "
+                  "seconds (controlled mode)", "\n".join(lines), thread=cur,
+                  step=rt.step, stalled_s=round(stalled, 3))
+
+    def _all_locks(self) -> list[str]:
+        out = ["Showing all locks held in the system:"]
+        for t in list(self.rt.threads):
+            held = list(t.held)
+            if held and t.state != "done":
+                out.append(f"{len(held)} lock{'s' if len(held) > 1 else ''} held by "
+                           f"{t.name}/{t.tid}:")
+                out += _stacks.held_locks(held)
+        return out
+
+
+def _os_stack(t: Any) -> str:
+    """The live Python stack of a managed thread, innermost first (ksync frames included)."""
+    os_t = getattr(t, "os_thread", None)
+    f = sys._current_frames().get(os_t.ident) if os_t is not None else None
+    out = []
+    while f is not None and len(out) < 30:
+        out.append(f" {f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}")
+        f = f.f_back
+    return "\n".join(out) if out else " <no stack>"

@@ -1,0 +1,424 @@
+"""The happens-before data race detector.
+
+Counterpart: ThreadSanitizer's race detector (vector clocks; FastTrack
+epochs, Flanagan & Freund 2009) — the kernel's KCSAN watches for races by
+sampling instead; a model run is small enough to track every access.
+
+Each managed thread has a vector clock ``V`` (list indexed by tid).  An
+access is remembered as an *epoch* ``(tid, V[tid])`` with its stack and the
+locks held; a later access by another thread races with it unless the
+epoch's clock is ``<= V'[tid]`` of the later thread.  Per location the
+detector keeps the last write and the last read of each thread (a write
+clears the reads it was checked against, as FastTrack does).
+
+Happens-before comes from:
+
+* locks: release → later acquire of the same lock object.  An rwlock keeps
+  two clocks, so readers order with writers but not with each other (plain
+  writes by two ``read_lock`` holders race);
+* ``Atomic`` and ``Refcount`` operations: each one acquires and releases
+  the object (atomic vs atomic is never a race: they are not memory here);
+* ``spawn`` → the child's start; a thread's end → ``join`` returning;
+* ``complete()`` → the wait it satisfies; ``HB_RELEASE`` → ``HB_ACQUIRE``
+  on the same object (work queues: ``queue_work`` → the work starting; the
+  work ending → ``flush_work`` returning);
+* RCU: the end of every read section → the end of any later grace period.
+  That is a superset of the sections a grace period waits for (a section
+  that began after the grace period did is not waited for), so the
+  approximation may hide a race but never invents one.  ``call_rcu`` puts no
+  event on the spine, so a callback starts after everything every thread
+  did so far (same direction of approximation).
+
+Instrumented memory: ``Shared.read``/``write`` (READ/WRITE events) and
+``check_access(obj, field, write=...)`` (ACCESS, location ``obj.field``).
+ACCESS also accepts ``"atomic-read"`` / ``"atomic-write"`` as its first
+element for an atomic access to a field (a cmpxchg on an SPTE): it
+synchronises like an ``Atomic`` and races only with plain accesses.
+
+Shadow state hangs off each object by ``id``; objects that allow weak
+references are held weakly and forgotten when collected (or when freed with
+``kfree``), others strongly for the run.  In free mode the primitives put
+some events on the spine just after the operation (lock release, atomic
+ops), so two threads' events can arrive swapped; the detector waits briefly
+for the missing one (see ``_await_*``).  Cost per access ~3 µs (a saved
+stack of up to 8 frames dominates).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any
+
+from .. import events as ev
+from ..lockmap import LockMap
+from ..rcu import RCU_LOCK_MAP
+from . import _stacks
+from . import races_report as rr
+from .races_report import SUPPRESSIONS, add_suppression  # noqa: F401  (public names)
+
+_WRITE = ev.EXCLUSIVE
+_SYNC, _IGNORE, _RCU = 0, 1, 2
+_STACK_DEPTH = 8
+#: How long a free-mode event waits for a swapped predecessor (seconds).
+_ORDER_WAIT_S = 0.05
+
+
+def _join(a: list[int], b: list[int]) -> None:
+    """a := a ⊔ b (pointwise max), growing ``a`` as needed."""
+    lb = len(b)
+    if len(a) < lb:
+        a.extend([0] * (lb - len(a)))
+    a[:lb] = map(max, a, b)
+
+
+def _forget(dead: list[int], key: int) -> Any:
+    """A weakref callback that queues ``key`` for removal (no lock: it may run anywhere)."""
+    return lambda _ref: dead.append(key)
+
+
+class _Obj:
+    """Shadow of one object: its memory cells and, if it synchronises, its clocks."""
+
+    __slots__ = ("strong", "ref", "name", "cells", "kind", "vc", "rvc", "writer",
+                 "readers", "last")
+
+    def __init__(self, obj: Any, ref: Any, name: str) -> None:
+        self.strong = obj if ref is None else None
+        self.ref = ref
+        self.name = name
+        self.cells: dict[Any, _Cell] = {}
+        self.kind = _SYNC
+        self.vc: list[int] = []       # release clock (writers, atomics, completions)
+        self.rvc: list[int] = []      # rwlock: readers' release clock
+        self.writer = -1              # lock holder seen through events (free mode)
+        self.readers = 0
+        self.last: Any = None         # last value seen by an atomic event
+
+
+class _Cell:
+    """FastTrack state of one location: last write epoch and per-thread reads."""
+
+    __slots__ = ("name", "what", "w_tid", "w_clk", "w_stack", "w_held", "w_atomic", "reads",
+                 "sync")
+
+    def __init__(self, name: str, what: str) -> None:
+        self.name = name
+        self.what = what
+        self.w_tid = -1
+        self.w_clk = 0
+        self.w_stack: _stacks.Stack = _stacks.EMPTY
+        self.w_held: tuple = ()
+        self.w_atomic = False
+        self.reads: dict[int, tuple[int, _stacks.Stack, tuple, bool]] = {}
+        self.sync: list[int] | None = None
+
+
+class RaceDetector(ev.Checker):
+    """The ``races`` checker.  ``suppressions`` and ``suppressed`` as in races_report."""
+
+    name = "races"
+
+    def __init__(self) -> None:
+        self._lk = threading.Lock()
+        self._vcs: dict[int, list[int]] = {}
+        self._objs: dict[int, _Obj] = {}
+        self._dead: list[int] = []
+        self._rcu_ended: list[int] = []
+        self._created: dict[int, tuple[int, _stacks.Stack]] = {}
+        self._seen: set[Any] = set()
+        self._free = True
+        self.suppressions: list[str] = []
+        self.suppressed = 0
+        self.rt: Any = None
+        self._handlers = {
+            ev.READ: self._on_read, ev.WRITE: self._on_write, ev.ACCESS: self._on_access,
+            ev.ACQUIRED: self._on_acquired, ev.RELEASE: self._on_release,
+            ev.ATOMIC: self._on_atomic, ev.REFCOUNT: self._on_refcount,
+            ev.COMPLETE: self._on_release_obj, ev.HB_RELEASE: self._on_release_obj,
+            ev.WAIT_DONE: self._on_acquire_obj, ev.HB_ACQUIRE: self._on_acquire_obj,
+            ev.SPAWN: self._on_spawn, ev.JOIN: self._on_join, ev.FREE: self._on_free,
+            ev.RCU_GP: self._on_rcu_gp, ev.RCU_CALLBACK: self._on_rcu_callback,
+        }
+
+    def attach(self, rt: Any) -> None:
+        self.rt = rt
+        self._free = not rt.controlled
+        self.suppressions = rr.initial_suppressions()
+
+    def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
+        h = self._handlers.get(kind)
+        if h is not None:
+            h(t, obj, arg)
+
+    # ------------------------------------------------------------------ state
+    def _vc(self, tid: int) -> list[int]:
+        v = self._vcs.get(tid)
+        if v is None:
+            v = self._vcs[tid] = [0] * (tid + 1)
+            v[tid] = 1
+        return v
+
+    def _obj(self, obj: Any) -> _Obj:
+        """The shadow of ``obj`` (``self._lk`` held)."""
+        o = self._objs.get(id(obj))
+        if o is not None and (o.strong is obj or (o.strong is None and o.ref() is obj)):
+            return o
+        dead = self._dead
+        while dead:
+            i = dead.pop()
+            old = self._objs.get(i)
+            if old is not None and old.strong is None and old.ref() is None:
+                del self._objs[i]
+        try:
+            ref = weakref.ref(obj, _forget(dead, id(obj)))
+        except TypeError:
+            ref = None
+        o = self._objs[id(obj)] = _Obj(obj, ref, ev.obj_name(obj))
+        if obj is RCU_LOCK_MAP:
+            o.kind = _RCU
+        elif isinstance(obj, LockMap):
+            o.kind = _IGNORE      # lockdep-only pseudo-locks order nothing
+        return o
+
+    def _cell(self, o: _Obj, field: Any) -> _Cell:
+        c = o.cells.get(field)
+        if c is None:
+            if field is None:
+                c = _Cell(o.name, f"ksync.Shared '{o.name}'")
+            else:
+                c = _Cell(f"{o.name}.{field}", f"field '{field}' of {o.name}")
+            o.cells[field] = c
+        return c
+
+    # ------------------------------------------------------------------ accesses
+    def _on_read(self, t: Any, cell: Any, _arg: Any) -> None:
+        self._access(t, cell, None, "read", False)
+
+    def _on_write(self, t: Any, cell: Any, _arg: Any) -> None:
+        self._access(t, cell, None, "write", False)
+
+    def _on_access(self, t: Any, obj: Any, arg: Any) -> None:
+        op, field = arg if isinstance(arg, tuple) else ("read", arg)
+        atomic = op.startswith("atomic")
+        if atomic:
+            op = "read" if op == "atomic-read" else "write"
+        self._access(t, obj, field, op, atomic)
+
+    def _access(self, t: Any, obj: Any, field: Any, op: str, atomic: bool) -> None:
+        stack = _stacks.capture(5, _STACK_DEPTH)
+        held = tuple(t.held)
+        tid = t.tid
+        with self._lk:
+            v = self._vc(tid)
+            c = self._cell(self._obj(obj), field)
+            if atomic:
+                if c.sync is None:
+                    c.sync = []
+                _join(v, c.sync)
+            race = (self._write if op == "write" else self._read)(c, tid, v, stack, held, atomic)
+            if atomic:
+                c.sync = v[:]
+                v[tid] += 1
+        if race is not None:
+            self._report(t, c, op, atomic, stack, held, race)
+
+    @staticmethod
+    def _read(c: _Cell, tid: int, v: list[int], stack: Any, held: tuple,
+              atomic: bool) -> tuple | None:
+        race = None
+        wt = c.w_tid
+        if (wt >= 0 and wt != tid and not (atomic and c.w_atomic)
+                and c.w_clk > (v[wt] if wt < len(v) else 0)):
+            race = ("write", wt, c.w_stack, c.w_held, c.w_atomic)
+        c.reads[tid] = (v[tid], stack, held, atomic)
+        return race
+
+    @staticmethod
+    def _write(c: _Cell, tid: int, v: list[int], stack: Any, held: tuple,
+               atomic: bool) -> tuple | None:
+        race = None
+        wt = c.w_tid
+        if (wt >= 0 and wt != tid and not (atomic and c.w_atomic)
+                and c.w_clk > (v[wt] if wt < len(v) else 0)):
+            race = ("write", wt, c.w_stack, c.w_held, c.w_atomic)
+        if c.reads:
+            if race is None:
+                n = len(v)
+                for rt_, (clk, st, hd, at) in c.reads.items():
+                    if rt_ != tid and not (atomic and at) and clk > (v[rt_] if rt_ < n else 0):
+                        race = ("read", rt_, st, hd, at)
+                        break
+            c.reads = {}
+        c.w_tid = tid
+        c.w_clk = v[tid]
+        c.w_stack = stack
+        c.w_held = held
+        c.w_atomic = atomic
+        return race
+
+    # ------------------------------------------------------------------ locks
+    def _on_acquired(self, t: Any, lock: Any, mode: str) -> None:
+        tid = t.tid
+        with self._lk:
+            o = self._obj(lock)
+            if o.kind is not _SYNC:
+                return
+            write = mode is _WRITE
+            if self._free and ((o.writer >= 0 and o.writer != tid) or (write and o.readers)):
+                self._await_lock(o, write, tid)
+            v = self._vc(tid)
+            _join(v, o.vc)
+            if write:
+                _join(v, o.rvc)
+                o.writer = tid
+            else:
+                o.readers += 1
+
+    def _await_lock(self, o: _Obj, write: bool, tid: int) -> None:
+        """Free mode: the previous holder's RELEASE is still on its way.
+
+        Unlock puts RELEASE on the spine after the lock is free, so a fast
+        acquirer can get here first; without the release clock it would
+        report races that a lock prevents.  Wait (``self._lk`` dropped) until
+        the event arrives, or give up after ``_ORDER_WAIT_S``.
+        """
+        deadline = time.monotonic() + _ORDER_WAIT_S
+        while (o.writer >= 0 and o.writer != tid) or (write and o.readers):
+            if time.monotonic() > deadline:
+                o.writer, o.readers = -1, 0     # a release that never came (reinit)
+                return
+            self._lk.release()
+            try:
+                time.sleep(0.0001)
+            finally:
+                self._lk.acquire()
+
+    def _on_release(self, t: Any, lock: Any, mode: str) -> None:
+        tid = t.tid
+        with self._lk:
+            o = self._obj(lock)
+            v = self._vc(tid)
+            if o.kind is _RCU:
+                if t.rcu_depth == 0:        # end of the outermost read section
+                    _join(self._rcu_ended, v)
+                    v[tid] += 1
+                return
+            if o.kind is not _SYNC:
+                return
+            if mode is _WRITE:
+                o.vc = v[:]
+                if o.writer == tid:
+                    o.writer = -1
+            else:
+                _join(o.rvc, v)
+                if o.readers:
+                    o.readers -= 1
+            v[tid] += 1
+
+    # ------------------------------------------------------------------ other sync
+    def _on_atomic(self, t: Any, obj: Any, arg: Any) -> None:
+        self._rmw(t, obj, arg, True)
+
+    def _on_refcount(self, t: Any, obj: Any, arg: Any) -> None:
+        # refcount_set() reports (n, n), not the value it replaced.
+        self._rmw(t, obj, arg, arg[0] != "set")
+
+    def _rmw(self, t: Any, obj: Any, arg: Any, chained: bool) -> None:
+        _op, old, new = arg
+        tid = t.tid
+        with self._lk:
+            o = self._obj(obj)
+            if (self._free and chained and type(old) is int and type(o.last) is int
+                    and o.last != old):
+                self._await_value(o, old)
+            o.last = new
+            v = self._vc(tid)
+            _join(v, o.vc)
+            o.vc = v[:]
+            v[tid] += 1
+
+    def _await_value(self, o: _Obj, old: int) -> None:
+        """Free mode: an earlier operation on this atomic has not reached us yet.
+
+        Each event carries (old, new); ``old`` differing from the last ``new``
+        seen means another thread's event is in flight.  Wait for it briefly
+        (``self._lk`` dropped) so its release is not lost.
+        """
+        deadline = time.monotonic() + _ORDER_WAIT_S
+        while o.last != old and time.monotonic() < deadline:
+            self._lk.release()
+            try:
+                time.sleep(0.0001)
+            finally:
+                self._lk.acquire()
+
+    def _on_release_obj(self, t: Any, obj: Any, _arg: Any) -> None:
+        with self._lk:
+            o = self._obj(obj)
+            v = self._vc(t.tid)
+            _join(o.vc, v)
+            v[t.tid] += 1
+
+    def _on_acquire_obj(self, t: Any, obj: Any, _arg: Any) -> None:
+        with self._lk:
+            _join(self._vc(t.tid), self._obj(obj).vc)
+
+    def _on_spawn(self, parent: Any, child: Any, _arg: Any) -> None:
+        stack = _stacks.capture(5, _STACK_DEPTH)
+        with self._lk:
+            v = self._vc(parent.tid)
+            cv = v[:]
+            if len(cv) <= child.tid:
+                cv.extend([0] * (child.tid + 1 - len(cv)))
+            cv[child.tid] = 1
+            self._vcs[child.tid] = cv
+            v[parent.tid] += 1
+            self._created[child.tid] = (parent.tid, stack)
+
+    def _on_join(self, t: Any, joined: Any, _arg: Any) -> None:
+        with self._lk:
+            _join(self._vc(t.tid), self._vc(joined.tid))
+
+    def _on_free(self, _t: Any, obj: Any, _arg: Any) -> None:
+        # Freed memory starts a new life (TSan resets shadow on free);
+        # the use-after-free checker watches what happens to it now.
+        with self._lk:
+            o = self._objs.get(id(obj))
+            if o is not None and (o.strong is obj or (o.strong is None and o.ref() is obj)):
+                o.cells.clear()
+
+    def _on_rcu_gp(self, t: Any, _obj: Any, _arg: Any) -> None:
+        with self._lk:
+            _join(self._vc(t.tid), self._rcu_ended)
+
+    def _on_rcu_callback(self, t: Any, _obj: Any, _arg: Any) -> None:
+        with self._lk:
+            v = self._vc(t.tid)
+            for other in list(self._vcs.values()):
+                if other is not v:
+                    _join(v, other)
+
+    # ------------------------------------------------------------------ reports
+    def _report(self, t: Any, c: _Cell, op: str, atomic: bool, stack: Any, held: tuple,
+                race: tuple) -> None:
+        pop, ptid, pstack, pheld, patomic = race
+        key = frozenset((stack[:2], pstack[:2])) if stack or pstack else c.name
+        with self._lk:
+            if key in self._seen:
+                return
+            self._seen.add(key)
+        if rr.suppressed(self.suppressions, stack, pstack):
+            self.suppressed += 1
+            return
+        rt = self.rt
+        cur = {"op": op, "atomic": atomic, "tid": t.tid, "stack": stack, "held": held}
+        prev = {"op": pop, "atomic": patomic, "tid": ptid, "stack": pstack, "held": pheld}
+        text = rr.render(rt, c.name, c.what, cur, prev, self._created)
+        pname = rt.threads[ptid].name if ptid < len(rt.threads) else "?"
+        title = (f"data race on {c.name}: {rr.op_word(op, atomic).lower()} by {t.name} at "
+                 f"{_stacks.top(stack)} vs previous {rr.op_word(pop, patomic).lower()} "
+                 f"by {pname} at {_stacks.top(pstack)}")
+        rt.report("data-race", title, text, thread=t, location=c.name,
+                  access=rr.access_dict(rt, cur), previous=rr.access_dict(rt, prev))

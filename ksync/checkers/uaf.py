@@ -1,0 +1,183 @@
+"""Use-after-free and double-free detection for tracked objects.
+
+Kernel counterpart: KASAN (mm/kasan/): allocations are recorded with their
+stack; ``kfree`` poisons the object and records the free stack; an access to
+poisoned memory is "BUG: KASAN: use-after-free", a second free
+"BUG: KASAN: double-free".  Freed objects stay in a quarantine (a FIFO of
+``QUARANTINE`` entries holding a reference), so Python cannot reuse their
+``id()`` for a new object while they are watched — as KASAN delays reuse of
+freed memory so a late access still lands on poison.
+
+Watched objects: anything passed to ``ksync.track`` (ALLOC); ``ksync.Shared``
+cells also count as allocated memory, so ``kfree`` of one poisons it and a
+later ``read``/``write`` is a use-after-free.  ``kfree`` of any other object
+never tracked is ignored (the model may free things it does not watch).
+Accesses are ACCESS events (``check_access``), READ/WRITE of a Shared, and
+atomic/refcount/lock operations on a freed object.
+
+Cost: one dict probe per event while something is in quarantine; stacks are
+saved (not formatted) at track and free time.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .. import events as ev
+from ..shared import Shared
+from . import _stacks
+
+_ALLOC, _FREE, _ACCESS = ev.ALLOC, ev.FREE, ev.ACCESS
+_WATCH = frozenset((ev.ACCESS, ev.READ, ev.WRITE, ev.ATOMIC, ev.REFCOUNT, ev.ACQUIRE))
+#: Freed objects kept poisoned (and referenced) before the oldest is forgotten.
+QUARANTINE = 1 << 16
+
+
+class _Obj:
+    __slots__ = ("obj", "name", "tid", "thread", "stack", "ftid", "fthread", "fstack")
+
+    def __init__(self, obj: Any, name: str, t: Any, stack: _stacks.Stack) -> None:
+        self.obj = obj
+        self.name = name
+        self.tid = t.tid if t is not None else -1
+        self.thread = t.name if t is not None else ""
+        self.stack = stack
+        self.ftid = -1
+        self.fthread = ""
+        self.fstack: _stacks.Stack = _stacks.EMPTY
+
+
+class UseAfterFree(ev.Checker):
+    """The ``uaf`` checker.  ``live``/``quarantine`` counts are for tests and stats."""
+
+    name = "uaf"
+
+    def __init__(self) -> None:
+        self._live: dict[int, _Obj] = {}
+        self._freed: dict[int, _Obj] = {}     # insertion order = quarantine FIFO
+        self._lk = threading.Lock()
+        self._reported: set[Any] = set()
+        self.rt: Any = None
+
+    @property
+    def live(self) -> int:
+        return len(self._live)
+
+    @property
+    def quarantine(self) -> int:
+        return len(self._freed)
+
+    def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
+        if kind in _WATCH:
+            if self._freed:
+                e = self._freed.get(id(obj))
+                if e is not None and e.obj is obj:
+                    self._use(t, kind, arg, e)
+        elif kind is _ALLOC:
+            self._alloc(t, obj, arg)
+        elif kind is _FREE:
+            self._free(t, obj, arg)
+
+    def _alloc(self, t: Any, obj: Any, name: Any) -> None:
+        e = _Obj(obj, name or ev.obj_name(obj), t, _stacks.capture(4))
+        with self._lk:
+            old = self._freed.get(id(obj))
+            if old is not None and old.obj is obj:
+                del self._freed[id(obj)]       # the same object, allocated again
+            self._live[id(obj)] = e
+
+    def _free(self, t: Any, obj: Any, name: Any) -> None:
+        stack = _stacks.capture(4)
+        i = id(obj)
+        with self._lk:
+            old = self._freed.get(i)
+            if old is not None and old.obj is obj:
+                double = old
+            else:
+                double = None
+                e = self._live.pop(i, None)
+                if e is None:
+                    if not isinstance(obj, Shared):
+                        return              # never tracked: not ours to judge
+                    e = _Obj(obj, obj.name, None, _stacks.EMPTY)
+                e.ftid, e.fthread, e.fstack = t.tid, t.name, stack
+                self._freed[i] = e
+                if len(self._freed) > QUARANTINE:
+                    del self._freed[next(iter(self._freed))]
+        if double is not None:
+            self._double(t, double, stack)
+
+    # ------------------------------------------------------------------ reports
+    def _use(self, t: Any, kind: str, arg: Any, e: _Obj) -> None:
+        stack = _stacks.capture(3)
+        tag = (id(e.obj), stack[:2])
+        with self._lk:
+            if tag in self._reported:
+                return
+            self._reported.add(tag)
+        op, where = _describe(kind, arg, e.name)
+        func = _stacks.top_function(stack)
+        text = "\n".join([
+            "=" * 66,
+            f"BUG: KASAN: use-after-free in {func}",
+            f"{op} at addr {where} by task {t.name}/{t.tid}", "",
+            "Call Trace:", _stacks.indented(stack, " "), "",
+            *_history(e),
+            f"The buggy address belongs to the object {e.name} "
+            f"(type {type(e.obj).__qualname__}), freed.",
+            "=" * 66])
+        self.rt.report("use-after-free",
+                       f"use-after-free in {func}: {op.lower()} at {where} by {t.name} "
+                       f"(freed by {e.fthread} at {_stacks.top(e.fstack)})",
+                       text, thread=t, object=e.name, access=op, address=where,
+                       stack=_stacks.render(stack), alloc_stack=_stacks.render(e.stack),
+                       free_stack=_stacks.render(e.fstack), alloc_thread=e.thread,
+                       free_thread=e.fthread)
+
+    def _double(self, t: Any, e: _Obj, stack: _stacks.Stack) -> None:
+        tag = ("double", id(e.obj), stack[:2])
+        with self._lk:
+            if tag in self._reported:
+                return
+            self._reported.add(tag)
+        func = _stacks.top_function(stack)
+        text = "\n".join([
+            "=" * 66,
+            f"BUG: KASAN: double-free in {func}",
+            f"Free of addr {e.name} by task {t.name}/{t.tid}", "",
+            "Call Trace:", _stacks.indented(stack, " "), "",
+            *_history(e),
+            f"The buggy address belongs to the object {e.name} "
+            f"(type {type(e.obj).__qualname__}), already freed.",
+            "=" * 66])
+        self.rt.report("double-free",
+                       f"double-free in {func}: {e.name} freed again by {t.name} "
+                       f"(first freed by {e.fthread} at {_stacks.top(e.fstack)})",
+                       text, thread=t, object=e.name, stack=_stacks.render(stack),
+                       alloc_stack=_stacks.render(e.stack), free_stack=_stacks.render(e.fstack),
+                       alloc_thread=e.thread, free_thread=e.fthread)
+
+
+def _history(e: _Obj) -> list[str]:
+    if e.tid >= 0:
+        alloc = [f"Allocated by task {e.thread}/{e.tid}:", _stacks.indented(e.stack, " "), ""]
+    else:
+        alloc = ["Allocated by task ?: (ksync.Shared cell, never passed to ksync.track)", ""]
+    return [*alloc, f"Freed by task {e.fthread}/{e.ftid}:", _stacks.indented(e.fstack, " "), ""]
+
+
+def _describe(kind: str, arg: Any, name: str) -> tuple[str, str]:
+    """(``Read of size 8``, address) for an event touching a freed object."""
+    if kind is _ACCESS:
+        rw, field = arg if isinstance(arg, tuple) else ("read", arg)
+        op = "Write" if "write" in rw else "Read"
+        return f"{op} of size 8", f"{name}.{field}"
+    if kind is ev.READ:
+        return "Read of size 8", name
+    if kind is ev.WRITE:
+        return "Write of size 8", name
+    if kind is ev.ACQUIRE:
+        return "Write of size 4", f"{name} (lock acquired)"
+    op = arg[0] if isinstance(arg, tuple) and arg else "op"
+    return "Write of size 4", f"{name} ({kind} {op})"
