@@ -1,0 +1,279 @@
+"""TDP MMU roots: references, invalidation, and who zaps them.
+
+Kernel counterpart: the root handling of arch/x86/kvm/mmu/tdp_mmu.c —
+``kvm_tdp_mmu_get_root``, ``kvm_tdp_mmu_put_root``, ``tdp_mmu_next_root``,
+``kvm_tdp_mmu_get_vcpu_root_hpa``, ``kvm_tdp_mmu_invalidate_all_roots``,
+``kvm_tdp_mmu_zap_invalidated_roots`` and the zap worker
+``tdp_mmu_zap_root_work`` — in the three generations of KERNEL.md:
+
+* ``sync``: whoever drops the last reference zaps the whole root itself;
+* ``async`` (5.18, the seed): the last put marks the root invalid, gives the
+  count back one reference owned by the zapper, and queues the zap on the
+  VM's work queue — unless the VM is being destroyed, then it zaps inline;
+* ``preserve`` (6.6 on): the MMU holds its own reference to every valid root;
+  only invalidation gives it up, and the invalidating task zaps under the
+  read lock.
+
+Field rules (``kvm->mmu_lock`` is "M", ``tdp_mmu_pages_lock`` is "P"):
+  root.invalid            written under M for write, or by the task that
+                          took the count to zero (nobody else can get a
+                          reference then); read under M
+  kvm.tdp_mmu_roots       changed under P, read under M or RCU
+  root.tdp_mmu_root_count refcount_t
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import ksync
+from ksync import Refcount, lockdep_assert_held, rcu
+
+from . import zapper
+
+if TYPE_CHECKING:
+    from .kvm import Kvm
+    from .vcpu import Vcpu
+
+
+class Role(NamedTuple):
+    """Kernel: union kvm_mmu_page_role, the parts that pick a root (``invalid`` is apart)."""
+
+    level: int = 4
+    as_id: int = 0
+    smm: bool = False
+    guest_mode: bool = False
+
+
+class Root:
+    """A root page table and its reference count.  Kernel: a top-level kvm_mmu_page."""
+
+    __slots__ = ("kvm", "page", "role", "invalid", "tdp_mmu_root_count", "work",
+                 "scheduled_to_zap", "name", "freed", "__weakref__")
+
+    def __init__(self, kvm: Kvm, role: Role, count: int) -> None:
+        kvm.root_seq += 1
+        self.name = f"root#{kvm.root_seq}(as{role.as_id},L{role.level})"
+        self.kvm = kvm
+        self.role = role
+        self.invalid = False
+        self.page = kvm.alloc.alloc_root(role.level)
+        self.tdp_mmu_root_count = Refcount(count, f"{self.name}->tdp_mmu_root_count")
+        self.work = kvm.new_zap_work(self) if kvm.zap == "async" else None
+        self.scheduled_to_zap = False
+        self.freed = False
+        ksync.track(self, "struct kvm_mmu_page (root)")
+
+    def __repr__(self) -> str:
+        state = "invalid" if self.invalid else "valid"
+        return f"<{self.name} {state} count={self.tdp_mmu_root_count.peek()}>"
+
+
+def assert_mmu_lock_held(kvm: Kvm, shared: bool) -> None:
+    """Kernel: kvm_lockdep_assert_mmu_lock_held()."""
+    lockdep_assert_held(kvm.mmu_lock, "read" if shared else "write")
+
+
+def get_root(kvm: Kvm, root: Root) -> bool:
+    """Kernel: kvm_tdp_mmu_get_root() — a count that reached zero is never revived."""
+    ksync.check_access(root, "tdp_mmu_root_count")
+    if kvm.bug("get-root-without-inc-not-zero"):
+        root.tdp_mmu_root_count.inc()
+        return True
+    return root.tdp_mmu_root_count.inc_not_zero()
+
+
+def put_root(kvm: Kvm, root: Root, shared: bool) -> None:
+    """Kernel: kvm_tdp_mmu_put_root().  Context: ``mmu_lock`` held (read if ``shared``)."""
+    if not kvm.bug("worker-zap-without-mmu-lock"):
+        assert_mmu_lock_held(kvm, shared)
+    ksync.check_access(root, "tdp_mmu_root_count")
+    if not root.tdp_mmu_root_count.dec_and_test():
+        return
+    if kvm.zap == "sync":
+        _unlink_root(kvm, root)
+        zapper.tdp_mmu_zap_root(kvm, root, shared)
+        _free_root(kvm, root)
+        return
+    if kvm.zap == "preserve":
+        if not root.invalid:
+            kvm.warn(f"{root.name}: last reference put on a valid root")
+        _unlink_root(kvm, root)
+        _free_root(kvm, root)
+        return
+    if not root.invalid:
+        # Nobody can take a new reference now (inc_not_zero fails), so the
+        # invalid bit can be set without the write lock; the count goes back
+        # to one and that reference belongs to whoever zaps the root.
+        root.invalid = True
+        root.tdp_mmu_root_count.set(1)
+        ksync.check_access(kvm, "users_count")
+        if kvm.users_count.read() or kvm.bug("no-users-count-check"):
+            schedule_zap_root(kvm, root)
+            return
+        # The VM is being destroyed and its queue may already be flushed:
+        # zap here rather than hand work to a queue nobody will flush.
+        zapper.tdp_mmu_zap_root(kvm, root, shared)
+        if not root.tdp_mmu_root_count.dec_and_test():
+            return
+    _unlink_root(kvm, root)
+    _free_root(kvm, root)
+
+
+def _unlink_root(kvm: Kvm, root: Root) -> None:
+    """Kernel: list_del_rcu(&root->link) under tdp_mmu_pages_lock."""
+    with kvm.tdp_mmu_pages_lock:
+        ksync.check_access(kvm, "tdp_mmu_roots", write=True)
+        kvm.tdp_mmu_roots.remove(root)
+
+
+def _free_root(kvm: Kvm, root: Root) -> None:
+    """Free the root page after a grace period (kernel: call_rcu(tdp_mmu_free_sp_rcu_callback))."""
+    kvm.stats.roots_freed += 1
+    ksync.call_rcu(_free_root_rcu, kvm, root)
+
+
+def _free_root_rcu(kvm: Kvm, root: Root) -> None:
+    root.freed = True
+    kvm.alloc.discard(root.page)
+    ksync.kfree(root)
+
+
+def schedule_zap_root(kvm: Kvm, root: Root) -> None:
+    """Kernel: tdp_mmu_schedule_zap_root() — hand the zap to the VM's work queue."""
+    kvm.stats.zaps_queued += 1
+    kvm.queue_zap_work(root)
+
+
+def tdp_mmu_zap_root_work(kvm: Kvm, root: Root) -> None:
+    """The zap worker.  Kernel: tdp_mmu_zap_root_work().
+
+    It owns exactly one reference to ``root``.  No TLB flush is needed here:
+    a vCPU flushes its TLB when it loads a new root, and every vCPU that
+    still uses this one has been asked to drop it.
+    """
+    ksync.check_access(kvm, "mmu_lock")
+    if kvm.bug("worker-zap-without-mmu-lock"):
+        zapper.tdp_mmu_zap_root(kvm, root, True)
+        put_root(kvm, root, True)
+        return
+    kvm.mmu_lock.read_lock()
+    try:
+        zapper.tdp_mmu_zap_root(kvm, root, True)
+        put_root(kvm, root, True)
+    finally:
+        kvm.mmu_lock.read_unlock()
+
+
+def next_root(kvm: Kvm, prev: Root | None, shared: bool, only_valid: bool) -> Root | None:
+    """Kernel: tdp_mmu_next_root() — take a reference to the next root, put ``prev``."""
+    lockdep_assert_held(kvm.mmu_lock)
+    with rcu:
+        roots = kvm.tdp_mmu_roots
+        i = 0 if prev is None else _index_after(roots, prev)
+        nxt = None
+        while i < len(roots):
+            r = roots[i]
+            if (not only_valid or not r.invalid) and get_root(kvm, r):
+                nxt = r
+                break
+            i += 1
+    if prev is not None:
+        put_root(kvm, prev, shared)
+    return nxt
+
+
+def _index_after(roots: list[Root], prev: Root) -> int:
+    # An unlinked prev is where the kernel's RCU list walk would continue
+    # from its stale next pointer; here, from the next live root after it.
+    for i, r in enumerate(roots):
+        if r is prev:
+            return i + 1
+    return len(roots)
+
+
+def for_each_root_yield_safe(kvm: Kvm, shared: bool, only_valid: bool = False,
+                             as_id: int | None = None):
+    """Kernel: for_each_tdp_mmu_root_yield_safe() — a reference is held on each yielded root.
+
+    Leaving the loop early leaks the current root's reference, as in the kernel.
+    """
+    root = next_root(kvm, None, shared, only_valid)
+    while root is not None:
+        if as_id is None or root.role.as_id == as_id:
+            yield root
+        root = next_root(kvm, root, shared, only_valid)
+
+
+def get_vcpu_root(vcpu: Vcpu) -> Root:
+    """Kernel: kvm_tdp_mmu_get_vcpu_root_hpa().  Context: ``mmu_lock`` held for write.
+
+    Reuses a valid root with the same role by taking a reference, else
+    allocates one (count 1; 2 under ``preserve``, the MMU's own reference).
+    """
+    kvm = vcpu.kvm
+    role = vcpu.root_role()
+    assert_mmu_lock_held(kvm, shared=False)
+    for root in list(kvm.tdp_mmu_roots):
+        reusable = root.role == role and (not root.invalid or kvm.bug("reuse-invalid-root"))
+        if reusable and get_root(kvm, root):
+            kvm.stats.roots_reused += 1
+            return root
+    root = Root(kvm, role, 2 if kvm.zap == "preserve" else 1)
+    with kvm.tdp_mmu_pages_lock:
+        ksync.check_access(kvm, "tdp_mmu_roots", write=True)
+        kvm.tdp_mmu_roots.append(root)
+    kvm.stats.roots_allocated += 1
+    return root
+
+
+def invalidate_all_roots(kvm: Kvm) -> None:
+    """Kernel: kvm_tdp_mmu_invalidate_all_roots().
+
+    Context: ``mmu_lock`` held for write, or the VM is being destroyed.
+    vCPUs still on a root keep their references and are asked to drop
+    obsolete roots before their next guest entry.
+    """
+    if kvm.users_count.peek():
+        assert_mmu_lock_held(kvm, shared=False)
+    for root in list(kvm.tdp_mmu_roots):
+        if root.invalid:
+            continue
+        if kvm.zap == "preserve":
+            root.invalid = True
+            root.scheduled_to_zap = True     # the MMU's reference goes with the zap
+            continue
+        if get_root(kvm, root):
+            root.invalid = True
+            if kvm.zap == "async":
+                schedule_zap_root(kvm, root)
+            else:
+                kvm.sync_invalidated.append(root)
+
+
+def zap_invalidated_roots(kvm: Kvm) -> None:
+    """Kernel: kvm_tdp_mmu_zap_invalidated_roots().
+
+    ``async``: flush the zap queue — never with ``mmu_lock`` held, since the
+    worker needs it.  ``sync`` and ``preserve``: the caller zaps each
+    invalidated root itself under the read lock.
+    """
+    if kvm.zap == "async":
+        kvm.flush_zap_queue()
+        return
+    kvm.mmu_lock.read_lock()
+    try:
+        if kvm.zap == "sync":
+            while kvm.sync_invalidated:
+                root = kvm.sync_invalidated.pop(0)
+                zapper.tdp_mmu_zap_root(kvm, root, True)
+                put_root(kvm, root, True)
+            return
+        for root in for_each_root_yield_safe(kvm, shared=True):
+            if not root.scheduled_to_zap:
+                continue
+            root.scheduled_to_zap = False
+            zapper.tdp_mmu_zap_root(kvm, root, True)
+            put_root(kvm, root, True)          # the MMU's own reference
+    finally:
+        kvm.mmu_lock.read_unlock()

@@ -1,0 +1,117 @@
+"""Zapping roots and ranges under ``mmu_lock``, with the kernel's yield rule.
+
+Kernel counterpart: ``tdp_mmu_zap_root()``, ``tdp_mmu_iter_cond_resched()``,
+``__kvm_tdp_mmu_zap_gfn_range()`` and ``tdp_mmu_free_sp_rcu_callback()`` in
+arch/x86/kvm/mmu/tdp_mmu.c.  The page-table work itself (two passes, bulk
+freezing, recursion) is ``tdpmmu.zap``; this module supplies what the model
+owns: the RCU read section around the walk, the yield that drops and
+retakes ``mmu_lock``, TLB flushes owed at a yield, freeing page-table pages
+after a grace period, and the statistics the stall measurement reads.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import ksync
+from ksync import rcu_read_lock, rcu_read_unlock
+
+from .pagetable import zap_range, zap_root
+
+if TYPE_CHECKING:
+    from .kvm import Kvm
+    from .root import Root
+
+
+class IterYield:
+    """``should_yield`` for the page-table walks.  Kernel: tdp_mmu_iter_cond_resched().
+
+    Called only after the walk made progress.  When a reschedule is due or
+    ``mmu_lock`` is contended: flush TLBs if a flush is owed, leave the RCU
+    read section, drop and retake ``mmu_lock`` in the same mode, re-enter
+    RCU, and tell the walk to restart from the root.  It also measures how
+    long ``mmu_lock`` was held between yields (what other vCPUs wait behind).
+    """
+
+    __slots__ = ("kvm", "shared", "flush", "since", "max_hold_ns", "yields", "no_yield")
+
+    def __init__(self, kvm: Kvm, shared: bool, flush: bool = False) -> None:
+        self.kvm = kvm
+        self.shared = shared
+        self.flush = flush
+        self.since = time.perf_counter_ns()
+        self.max_hold_ns = 0
+        self.yields = 0
+        self.no_yield = kvm.bug("zap-without-yield")
+
+    def __call__(self) -> bool:
+        if self.no_yield:
+            return False
+        lock = self.kvm.mmu_lock
+        if not (ksync.need_resched() or lock.is_contended()):
+            return False
+        if self.flush:
+            self.kvm.flush_remote_tlbs()
+            self.flush = False
+        self._note_hold()
+        rcu_read_unlock()
+        if self.shared:
+            lock.read_unlock()
+            ksync.cond_resched()
+            lock.read_lock()
+        else:
+            lock.write_unlock()
+            ksync.cond_resched()
+            lock.write_lock()
+        rcu_read_lock()
+        self.since = time.perf_counter_ns()
+        self.yields += 1
+        return True
+
+    def _note_hold(self) -> None:
+        held = time.perf_counter_ns() - self.since
+        if held > self.max_hold_ns:
+            self.max_hold_ns = held
+
+    def finish(self) -> None:
+        self._note_hold()
+        self.kvm.stats.note_hold(self.max_hold_ns)
+
+
+def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool) -> int:
+    """Zap every SPTE under ``root``.  Kernel: tdp_mmu_zap_root().
+
+    Context: ``mmu_lock`` held (read if ``shared``).  Returns SPTEs zapped.
+    """
+    ksync.check_access(root, "spt")
+    me = ksync.current_thread()
+    t0 = time.perf_counter_ns()
+    y = IterYield(kvm, shared)
+    rcu_read_lock()
+    try:
+        res = zap_root(root.page, shared, on_free_page=kvm.free_sp, should_yield=y)
+    finally:
+        rcu_read_unlock()
+    y.finish()
+    kvm.stats.note_zap(me.name, res.sptes, res.pages, time.perf_counter_ns() - t0)
+    return res.sptes
+
+
+def zap_gfn_range(kvm: Kvm, root: Root, start: int, end: int, shared: bool,
+                  flush: bool) -> bool:
+    """Zap the leaves of [start, end) in one root.  Kernel: tdp_mmu_zap_leafs().
+
+    Context: ``mmu_lock`` held.  Returns whether a TLB flush is now owed.
+    """
+    ksync.check_access(root, "spt")
+    y = IterYield(kvm, shared, flush)
+    rcu_read_lock()
+    try:
+        res = zap_range(root.page, start, end, shared, on_free_page=kvm.free_sp,
+                        should_yield=y)
+    finally:
+        rcu_read_unlock()
+    y.finish()
+    kvm.stats.note_zap(ksync.current_thread().name, res.sptes, res.pages, 0)
+    return y.flush or res.sptes > 0
