@@ -11,6 +11,8 @@ Kinds are short interned strings so listeners can compare them with ``is``.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 # Locks: ACQUIRE is emitted before waiting (as lockdep's lock_acquire() runs
@@ -57,6 +59,12 @@ HB_ACQUIRE = "hb_acquire"
 # Anything a higher layer wants to put on the spine (work queue events, root
 # state changes); arg carries its detail.
 CUSTOM = "custom"
+# Trace-only kinds: the TraceRecorder adds these to its own record; nothing
+# emits them on the spine.  REPORT: a report was filed (obj = its kind,
+# arg = its title).  STATE: a probed field of a watched object changed
+# (obj = "name.field", arg = the new value); see register_state_probe.
+REPORT = "report"
+STATE = "state"
 
 # Lock modes carried in ``arg`` of lock events; lockdep distinguishes the
 # three acquisition kinds of today's lockdep.
@@ -94,20 +102,92 @@ def obj_name(obj: Any) -> str:
     return type(obj).__name__
 
 
+StateProbe = Callable[[Any], dict[str, str]]
+
+#: (class, probe) pairs: an allocated object of that class is watched by the
+#: trace recorder, which calls the probe after every event and records each
+#: field whose value changed.  Higher layers register their objects (the TDP
+#: MMU's roots and VM) so a trace shows state that no primitive emits.
+_STATE_PROBES: list[tuple[type, StateProbe]] = []
+
+
+def register_state_probe(cls: type, probe: StateProbe) -> None:
+    """Watch objects of ``cls`` in traces: ``probe(obj)`` returns ``{field: value}``.
+
+    Kernel counterpart: none as such; it plays the part of the tracepoints
+    (``trace_kvm_mmu_*``) that tell a reader what the MMU did between two
+    lock operations.  Registering the same pair twice has no effect.
+    """
+    if not isinstance(cls, type) or not callable(probe):
+        raise TypeError(f"register_state_probe({cls!r}, {probe!r}): a class and a callable")
+    if (cls, probe) not in _STATE_PROBES:
+        _STATE_PROBES.append((cls, probe))
+
+
 class TraceRecorder(Checker):
     """Records every event as ``(step, thread, kind, object, arg)`` tuples.
 
     Names rather than ids are stored so that two runs of the same program
-    under the same seed give equal traces.
+    under the same seed give equal traces.  ``times`` runs beside ``events``:
+    ``rt.now_ns()`` at each event (virtual time in controlled mode, wall time
+    since the runtime was entered in free mode).  Besides the spine's events
+    the record holds REPORT entries (a report filed while handling an event)
+    and STATE entries (a change seen by a registered state probe).
+
+    Thread safety: in free mode several threads emit at once, so one lock
+    orders the appends; its cost is paid only when tracing is on.  Cost per
+    event: one append plus one probe call per watched live object.
     """
 
     name = "trace"
 
     def __init__(self) -> None:
         self.events: list[tuple[int, str, str, str, str]] = []
+        self.times: list[int] = []
+        self._lock = threading.Lock()
+        self._watched: list[tuple[Any, str, StateProbe, dict[str, str]]] = []
+        self._nreports = 0
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
-        self.events.append((self.rt.step, t.name, kind, obj_name(obj), _short(arg)))
+        rt = self.rt
+        with self._lock:
+            now = rt.now_ns()
+            self._add(rt.step, now, t.name, kind, obj_name(obj), _short(arg))
+            if kind == ALLOC and _STATE_PROBES:
+                self._watch(obj)
+            if self._watched:
+                self._probe(t.name, now, freed=obj if kind == FREE else None)
+            if len(rt.reports) > self._nreports:
+                self._note_reports(t.name, now)
+
+    def _add(self, step: int, now: int, thread: str, kind: str, obj: str, arg: str) -> None:
+        self.events.append((step, thread, kind, obj, arg))
+        self.times.append(now)
+
+    def _watch(self, obj: Any) -> None:
+        for cls, probe in _STATE_PROBES:
+            if isinstance(obj, cls):
+                self._watched.append((obj, obj_name(obj), probe, dict(probe(obj))))
+
+    def _probe(self, thread: str, now: int, freed: Any) -> None:
+        step = self.rt.step
+        keep = []
+        for entry in self._watched:
+            obj, name, probe, last = entry
+            state = probe(obj)
+            for field, value in state.items():
+                if last.get(field) != value:
+                    last[field] = value
+                    self._add(step, now, thread, STATE, f"{name}.{field}", str(value))
+            if obj is not freed:
+                keep.append(entry)
+        self._watched = keep
+
+    def _note_reports(self, thread: str, now: int) -> None:
+        reports = self.rt.reports
+        for r in reports[self._nreports:]:
+            self._add(self.rt.step, now, r.thread or thread, REPORT, r.kind, r.title)
+        self._nreports = len(reports)
 
     def lines(self) -> list[str]:
         return [f"{s:6d} {th:<14} {k:<16} {o} {a}".rstrip() for s, th, k, o, a in self.events]
