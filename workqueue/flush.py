@@ -77,8 +77,6 @@ def _wait_work(rt: Any, t: Any, work: Work, what: str, from_cancel: bool) -> boo
         while ((work._pwq is not None and work._seq <= target)
                or (work._worker is not None and work._run_seq <= target)):
             rt.wait(t, work, desc)
-    if rt.listeners:
-        rt.emit(t, events.HB_ACQUIRE, work, None)
     return True
 
 
@@ -96,7 +94,12 @@ def flush_work(work: Work) -> bool:
     lock_map_release(work.lockdep_map)
     if rt.listeners:
         rt.emit(t, events.CUSTOM, work, ("flush_work", work.name))
-    return _wait_work(rt, t, work, "flush_work", from_cancel=False)
+    waited = _wait_work(rt, t, work, "flush_work", from_cancel=False)
+    if rt.listeners:
+        # Even a flush that found the work idle is ordered after its last run
+        # (the kernel's flush looks at the work under the pool lock).
+        rt.emit(t, events.HB_ACQUIRE, work.done_hb, None)
+    return waited
 
 
 def cancel_work(work: Work) -> bool:
@@ -145,6 +148,8 @@ def cancel_work_sync(work: Work) -> bool:
     finally:
         with rt.big:
             work._canceling -= 1
+    if rt.listeners:
+        rt.emit(t, events.HB_ACQUIRE, work.done_hb, None)
     return was
 
 

@@ -44,7 +44,8 @@ from ksync import current_thread, events, lock_map_acquire, lock_map_release
 class Worker:
     """Kernel: struct worker.  ``rescuer`` is True for a queue's rescuer."""
 
-    __slots__ = ("name", "pool", "thread", "current", "current_wq", "scheduled", "_waiters")
+    __slots__ = ("name", "pool", "thread", "current", "current_wq", "scheduled", "stop",
+                 "_waiters")
     rescuer = False
 
     def __init__(self, name: str, pool: WorkerPool) -> None:
@@ -54,6 +55,7 @@ class Worker:
         self.current: Any = None            # B: the Work being run
         self.current_wq: Any = None         # B: the queue it was taken from
         self.scheduled: deque = deque()     # B: works that collided with ``current``
+        self.stop = False                   # B: exit when idle (pool unused, queue destroyed)
         self._waiters: list = []            # rescuers park on themselves
 
     def __repr__(self) -> str:
@@ -63,21 +65,20 @@ class Worker:
 class Rescuer(Worker):
     """Kernel: wq->rescuer — one per WQ_MEM_RECLAIM queue, named after it."""
 
-    __slots__ = ("wq", "mayday", "stop")
+    __slots__ = ("wq", "mayday")
     rescuer = True
 
     def __init__(self, wq: Any) -> None:
         super().__init__(wq.name, wq.pool)
         self.wq = wq                        # I
         self.mayday = False                 # B: the pool asked for help
-        self.stop = False                   # B: the queue is being destroyed
 
 
 class WorkerPool:
     """Kernel: struct worker_pool.  Everything but the I fields is under rt.big."""
 
     __slots__ = ("st", "id", "unbound", "highpri", "name", "worklist", "workers", "nr_avail",
-                 "_waiters", "reclaim_wqs", "nr_users", "dying", "next_id", "peak_workers")
+                 "_waiters", "reclaim_wqs", "nr_users", "next_id", "peak_workers")
 
     def __init__(self, st: Any, pool_id: int, unbound: bool, highpri: bool) -> None:
         self.st = st                        # I: the runtime's WqState
@@ -93,7 +94,6 @@ class WorkerPool:
         self._waiters: list = []            # B: the idle workers' KThreads
         self.reclaim_wqs: list[Any] = []    # B: WQ_MEM_RECLAIM queues using this pool
         self.nr_users = 0                   # B: live queues using this pool
-        self.dying = False                  # B: no users left; workers exit when idle
         self.next_id = 0                    # B
         self.peak_workers = 0               # B: most workers alive at once (for tests/stats)
 
@@ -232,11 +232,11 @@ def worker_thread(w: Worker) -> None:
         while True:
             with rt.big:
                 while True:
+                    if w.stop:
+                        return      # destroy_workqueue retired this pool's workers
                     work, spawn = take_work_locked(rt, w)
                     if work is not None:
                         break
-                    if pool.dying:
-                        return
                     # The last worker waits without a timeout: an idle pool
                     # must not keep the virtual clock ticking.
                     timeout = st.idle_timeout_ns if len(pool.workers) > 1 else None
@@ -295,7 +295,10 @@ def process_one_work(rt: Any, t: Any, w: Worker, work: Any) -> None:
     wq = w.current_wq
     listeners = rt.listeners
     if listeners:
+        # queue_work -> this run, and the previous run's end -> this run
+        # (a work's runs are serialised, so its private state needs no lock).
         rt.emit(t, events.HB_ACQUIRE, work, None)
+        rt.emit(t, events.HB_ACQUIRE, work.done_hb, None)
         rt.emit(t, events.CUSTOM, work, ("work_start", wq.name, work.name))
     lock_map_acquire(wq.lockdep_map)
     lock_map_acquire(work.lockdep_map)
@@ -311,7 +314,8 @@ def process_one_work(rt: Any, t: Any, w: Worker, work: Any) -> None:
     if leaked:
         _report_leak(rt, t, w, work)
     if listeners:
-        rt.emit(t, events.HB_RELEASE, work, None)
+        # This run's end -> flush_work / cancel_work_sync / flush_workqueue returning.
+        rt.emit(t, events.HB_RELEASE, work.done_hb, None)
         rt.emit(t, events.HB_RELEASE, wq, None)
         rt.emit(t, events.CUSTOM, work, ("work_end", wq.name, work.name))
     pool = w.pool

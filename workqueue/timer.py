@@ -23,7 +23,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from ksync import current_thread, events
+from ksync import current_thread, events, might_sleep
 
 from .flush import _check_work, flush_work, steal_pending_locked
 from .pool import start_worker
@@ -179,6 +179,7 @@ def mod_delayed_work(wq: Any, dwork: DelayedWork, delay_ms: float) -> bool:
 def flush_delayed_work(dwork: DelayedWork) -> bool:
     """Kernel: flush_delayed_work() — fire an armed timer now, then ``flush_work``."""
     _check_work("flush_delayed_work", dwork)
+    might_sleep()
     t = current_thread()
     rt = t.rt
     spawn = None

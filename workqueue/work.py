@@ -30,6 +30,20 @@ from ksync import LockMap
 from .state import WorkqueueError
 
 
+class RunsEnded:
+    """The happens-before object a work's runs release to when they end.
+
+    Kept apart from the work itself (which ``queue_work`` releases to), so
+    a flush acquires only what the runs it waited for did, not the writes
+    of someone who queued the work after the flush began.
+    """
+
+    __slots__ = ("name", "__weakref__")
+
+    def __init__(self, work_name: str) -> None:
+        self.name = f"end of {work_name}"
+
+
 class Work:
     """A function to run on a worker: ``Work(fn)``, where ``fn(work)`` is called.
 
@@ -40,7 +54,7 @@ class Work:
     the same name share a class, like works initialised at one call site.
     """
 
-    __slots__ = ("func", "name", "data", "lockdep_map",
+    __slots__ = ("func", "name", "data", "lockdep_map", "done_hb",
                  "_pending", "_canceling", "_seq", "_pwq", "_qseq", "_where",
                  "_worker", "_run_seq", "_run_wq", "_run_qseq", "_waiters",
                  "_timer_key", "_timer_wq", "__weakref__")
@@ -54,6 +68,7 @@ class Work:
         self.name = name or getattr(func, "__qualname__", None) or repr(func)  # I
         self.data = data                                              # the user's
         self.lockdep_map = LockMap(f"(work_completion){self.name}")   # I
+        self.done_hb = RunsEnded(self.name)                           # I
         self._pending = False     # PENDING: armed on a timer or queued
         self._canceling = 0       # cancel_*_sync calls in progress: queueing is refused
         self._seq = 0             # successful queueings so far

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ksync import LockMap, current_thread, events
+from ksync import LockMap, current_thread, events, might_sleep
 
 from .pool import Rescuer, WorkerPool, kick_pool_locked, start_worker
 from .state import WorkqueueError, WqState, site, state
@@ -228,7 +228,6 @@ def alloc_locked(st: WqState, name: str, flags: int, max_active: int,
     pool = st.pool_locked(bool(flags & WQ_UNBOUND), bool(flags & WQ_HIGHPRI))
     wq = Workqueue(st, pool, name, flags, max_active, system)
     pool.nr_users += 1
-    pool.dying = False
     st.workqueues.append(wq)
     return wq
 
@@ -357,6 +356,7 @@ def destroy_workqueue(wq: Any) -> None:
     destroying a system queue is an error.
     """
     from .flush import drain_workqueue
+    might_sleep()
     t = current_thread()
     rt = t.rt
     wq = _resolve(wq, rt)
@@ -387,9 +387,14 @@ def destroy_workqueue(wq: Any) -> None:
             rt.wake_all(r)
             joins.append(r.thread)
         if pool.nr_users == 0:
-            pool.dying = True
+            # Retire exactly the workers alive now: a queue allocated on this
+            # pool meanwhile makes fresh ones instead of keeping these alive.
+            for w in pool.workers:
+                w.stop = True
+                joins.append(w.thread)
+            pool.nr_avail -= len(pool.workers)
+            pool.workers.clear()
             rt.wake_all(pool)
-            joins.extend(w.thread for w in pool.workers)
     for th in joins:
         if th is not None and th is not t:
             th.join()
