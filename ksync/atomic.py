@@ -30,8 +30,9 @@ class Atomic:
             old = self._v
             new = fn(old, arg)  # type: ignore[operator]
             self._v = new
-        if rt.listeners:
-            rt.emit(t, ev.ATOMIC, self, (op, old, new))
+            # Emitted under ``big`` so checkers see atomic ops in their real order.
+            if rt.listeners:
+                rt.emit(t, ev.ATOMIC, self, (op, old, new))
         return old, new
 
     def read(self) -> int:
