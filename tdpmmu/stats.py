@@ -29,14 +29,21 @@ class KvmStats:
         self.fault_retries = 0
         self.max_mmu_lock_hold_ns = 0
         self.zap_ns: dict[str, int] = defaultdict(int)       # thread name -> ns zapping
+        self.zap_cpu_ns: dict[str, int] = defaultdict(int)   # thread name -> CPU ns zapping
+        self.zap_yields = 0                                   # mmu_lock drops by root zaps
         self.block_ns: dict[tuple[str, str], list[int]] = defaultdict(list)
         self.lock_wait_ns: dict[str, int] = defaultdict(int)  # thread -> worst mmu_lock wait
 
-    def note_zap(self, thread: str, sptes: int, pages: int, ns: int) -> None:
+    def note_zap(self, thread: str, sptes: int, pages: int, ns: int, cpu_ns: int = 0,
+                 yields: int = 0) -> None:
+        """One zap by ``thread``: wall ``ns``, and the thread's own CPU time ``cpu_ns``
+        (wall minus CPU is time spent waiting: for mmu_lock after a yield, or for a core)."""
         with self._lock:
             self.zapped_sptes += sptes
             self.zapped_pages += pages
             self.zap_ns[thread] += ns
+            self.zap_cpu_ns[thread] += cpu_ns
+            self.zap_yields += yields
 
     def note_hold(self, ns: int) -> None:
         with self._lock:
@@ -65,7 +72,8 @@ class KvmStats:
                 "zaps_queued": self.zaps_queued, "faults": self.faults,
                 "fault_retries": self.fault_retries,
                 "max_mmu_lock_hold_ns": self.max_mmu_lock_hold_ns,
-                "zap_ns": dict(self.zap_ns),
+                "zap_ns": dict(self.zap_ns), "zap_cpu_ns": dict(self.zap_cpu_ns),
+                "zap_yields": self.zap_yields,
                 "block_ns": {f"{t}:{c}": list(v) for (t, c), v in self.block_ns.items()},
                 "lock_wait_ns": dict(self.lock_wait_ns),
             }

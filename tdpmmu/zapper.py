@@ -87,6 +87,7 @@ def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool) -> int:
     ksync.check_access(root, "spt")
     me = ksync.current_thread()
     t0 = time.perf_counter_ns()
+    c0 = time.thread_time_ns()
     y = IterYield(kvm, shared)
     rcu_read_lock()
     try:
@@ -94,7 +95,8 @@ def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool) -> int:
     finally:
         rcu_read_unlock()
     y.finish()
-    kvm.stats.note_zap(me.name, res.sptes, res.pages, time.perf_counter_ns() - t0)
+    kvm.stats.note_zap(me.name, res.sptes, res.pages, time.perf_counter_ns() - t0,
+                       cpu_ns=time.thread_time_ns() - c0, yields=y.yields)
     return res.sptes
 
 
