@@ -172,6 +172,11 @@ class Runtime:
         for t in self.threads[1:]:
             if t.os_thread is not None:
                 t.os_thread.join(timeout=5.0)
+        if self.divergence is None and self.strategy is not None and not failure:
+            try:
+                self.strategy.finish(len(self.decisions))
+            except ReplayDivergence as e:
+                self.divergence = e
         if self.divergence is not None:
             raise self.divergence
         if failure is not None:

@@ -32,6 +32,9 @@ class Strategy:
     def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
         raise NotImplementedError
 
+    def finish(self, decisions: int) -> None:
+        """Called when the run ends after ``decisions`` decisions (replay checks its length)."""
+
 
 class RandomStrategy(Strategy):
     """Seeded random walk: each decision picks uniformly among runnable threads."""
@@ -64,6 +67,11 @@ class ReplayStrategy(Strategy):
         names = ", ".join(f"{t.tid}={t.name}" for t in runnable)
         raise ReplayDivergence(step, f"thread {want} is not runnable here (runnable: {names})")
 
+    def finish(self, decisions: int) -> None:
+        if decisions < len(self.decisions):
+            raise ReplayDivergence(decisions, f"the program ended after {decisions} decisions "
+                                   f"but the schedule has {len(self.decisions)}")
+
 
 def encode_schedule(decisions: Sequence[int]) -> str:
     out: list[str] = []
@@ -92,12 +100,36 @@ def decode_schedule(text: str) -> list[int]:
     return out
 
 
+STRATEGY_NAMES = ("random", "pct")
+
+
 def make_strategy(strategy: Strategy | str | None, seed: int, schedule: str | None) -> Strategy:
+    """Build the strategy ``Runtime(strategy=..., schedule=...)`` asks for.
+
+    Strings: ``random``; ``pct`` or ``pct:d=DEPTH,k=STEPS`` (either key may be
+    left out; see ``ksync.pct``).  A schedule string always means replay.
+    """
     if schedule is not None:
         return ReplayStrategy(schedule)
     if strategy is None or strategy == "random":
         return RandomStrategy(seed)
     if isinstance(strategy, Strategy):
         return strategy
-    raise KsyncError(f"unknown strategy {strategy!r}: use 'random', a schedule to replay, "
-                     "or a ksync.Strategy instance")
+    if isinstance(strategy, str) and strategy.partition(":")[0] == "pct":
+        from .pct import PCTStrategy
+        return PCTStrategy(seed, **_pct_options(strategy))
+    raise KsyncError(f"unknown strategy {strategy!r}: use 'random', 'pct[:d=D,k=K]', "
+                     "a schedule to replay, or a ksync.Strategy instance")
+
+
+def _pct_options(spec: str) -> dict[str, int]:
+    _, _, opts = spec.partition(":")
+    out: dict[str, int] = {}
+    keys = {"d": "depth", "k": "steps"}
+    for item in filter(None, opts.split(",")):
+        key, eq, val = item.partition("=")
+        if not eq or key not in keys or not val.isdigit():
+            raise KsyncError(f"strategy {spec!r}: option {item!r} is not d=<depth> or "
+                             "k=<steps>")
+        out[keys[key]] = int(val)
+    return out

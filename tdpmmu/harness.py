@@ -20,7 +20,9 @@ from typing import Any
 
 import ksync
 
-from .scenarios import get_scenario
+from .bugs import check_bug_names
+from .kvm import ZAP_MODES
+from .scenarios import UnknownScenario, get_scenario
 
 
 @dataclass
@@ -40,6 +42,15 @@ class RunResult:
     error: str = ""
     trace: list[tuple] | None = None
     runtime: Any = field(default=None, repr=False)
+    decisions: int = 0
+    strategy_spec: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``tdpmmu run/replay --json``): ``{reports, schedule, ...}``."""
+        return {"reports": [r.to_dict() for r in self.reports], "schedule": self.schedule,
+                "scenario": self.scenario, "zap": self.zap, "bugs": list(self.bugs),
+                "seed": self.seed, "strategy": self.strategy, "params": self.params,
+                "steps": self.steps, "decisions": self.decisions, "error": self.error}
 
     @property
     def clean(self) -> bool:
@@ -57,9 +68,16 @@ def run_scenario(name: str, *, zap: str = "async", bugs: Iterable[str] = (),
                  trace: bool = False, params: Mapping[str, Any] | None = None,
                  max_steps: int | None = 200_000, noise: float = 0.0,
                  keep_runtime: bool = False) -> RunResult:
-    """Run scenario ``name`` once; unknown names and parameters raise ``UnknownScenario``."""
+    """Run scenario ``name`` once; unknown names and parameters raise ``UnknownScenario``.
+
+    ``strategy`` is ``random``, ``pct`` or ``pct:d=DEPTH,k=STEPS`` (see
+    ``ksync.pct``), or a ``ksync.Strategy``; ``schedule`` replays a run.
+    Unknown scenarios, parameters, zap modes and bugs are refused before the
+    run starts (``UnknownScenario`` / ``UnknownBug``), never filed as a crash.
+    """
     sc = get_scenario(name)
     params = dict(params or {})
+    check_scenario_args(name, zap, bugs, params)
     bugs = tuple(sorted(set(bugs)))
     error = ""
     rt = ksync.Runtime(mode=mode, seed=seed, strategy=strategy, schedule=schedule,
@@ -78,4 +96,27 @@ def run_scenario(name: str, *, zap: str = "async", bugs: Iterable[str] = (),
         params={**sc.params, **params}, reports=list(rt.reports), schedule=rt.schedule,
         steps=rt.step, error=error,
         trace=list(rt.tracer.events) if rt.tracer is not None else None,
-        runtime=rt if keep_runtime else None)
+        runtime=rt if keep_runtime else None, decisions=len(rt.decisions),
+        strategy_spec=strategy if isinstance(strategy, str) else strat)
+
+
+def check_scenario_args(name: str, zap: str, bugs: Iterable[str],
+                        params: Mapping[str, Any]) -> None:
+    """Refuse an unknown scenario, zap mode, bug or parameter (before any run)."""
+    sc = get_scenario(name)
+    if zap not in ZAP_MODES:
+        raise UnknownScenario(f"zap={zap!r} is not one of {', '.join(ZAP_MODES)}")
+    check_bug_names(bugs)
+    unknown = sorted(set(params) - set(sc.params))
+    if unknown:
+        raise UnknownScenario(f"scenario {name} has no parameter(s) {', '.join(unknown)}; "
+                              f"it takes {', '.join(sc.params) or 'none'}")
+
+
+def estimate_steps(name: str, *, zap: str = "async", bugs: Iterable[str] = (),
+                   params: Mapping[str, Any] | None = None,
+                   checks: Iterable[str] | None = None, seed: int = 0) -> int:
+    """PCT's k for a scenario: the decisions one random-walk run makes (at least 1)."""
+    r = run_scenario(name, zap=zap, bugs=bugs, params=params, checks=checks, seed=seed,
+                     strategy="random")
+    return max(1, r.decisions)
