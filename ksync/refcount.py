@@ -65,8 +65,10 @@ class Refcount:
             else:
                 new = old + delta
             self._v = new
-        if rt.listeners:
-            rt.emit(t, ev.REFCOUNT, self, (op, old, new))
+            # Under ``big``: the race detector takes happens-before from the
+            # order of refcount ops, so events must arrive in that order.
+            if rt.listeners:
+                rt.emit(t, ev.REFCOUNT, self, (op, old, new))
         if warn is not None:
             self._warn(t, warn, op)
         return old, new, warn
@@ -87,18 +89,22 @@ class Refcount:
     def set(self, n: int) -> None:
         """Kernel: refcount_set()."""
         t = current_thread()
-        with t.rt.big:
+        rt = t.rt
+        with rt.big:
             self._v = n
-        if t.rt.listeners:
-            t.rt.emit(t, ev.REFCOUNT, self, ("set", n, n))
+            if rt.listeners:
+                rt.emit(t, ev.REFCOUNT, self, ("set", n, n))
 
     def read(self) -> int:
         """Kernel: refcount_read()."""
         t = current_thread()
-        t.rt.point(t)
-        if t.rt.listeners:
-            t.rt.emit(t, ev.REFCOUNT, self, ("read", self._v, self._v))
-        return self._v
+        rt = t.rt
+        rt.point(t)
+        with rt.big:
+            v = self._v
+            if rt.listeners:
+                rt.emit(t, ev.REFCOUNT, self, ("read", v, v))
+        return v
 
     def peek(self) -> int:
         """The count without an event or a scheduling point (for reports and tests)."""

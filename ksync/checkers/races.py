@@ -37,17 +37,21 @@ synchronises like an ``Atomic`` and races only with plain accesses.
 
 Shadow state hangs off each object by ``id``; objects that allow weak
 references are held weakly and forgotten when collected (or when freed with
-``kfree``), others strongly for the run.  In free mode the primitives put
-some events on the spine just after the operation (lock release, atomic
-ops), so two threads' events can arrive swapped; the detector waits briefly
-for the missing one (see ``_await_*``).  Cost per access ~3 µs (a saved
-stack of up to 8 frames dominates).
+``kfree``), others strongly for the run.
+
+Free mode: atomic and refcount events are emitted under ``rt.big``, so they
+arrive in the order of the operations.  A lock's RELEASE is emitted just
+after the lock is free, so the next holder's ACQUIRED can arrive first; the
+detector knows the releaser is then between its unlock and its RELEASE
+event (it emits nothing else in between), so its current clock *is* its
+release clock and the acquirer joins that instead of waiting (see
+``_on_acquired``).  RCU section ends are handled the same way at a grace
+period.  Cost per access ~3 µs (a saved stack of up to 8 frames dominates).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from typing import Any
 
@@ -61,8 +65,6 @@ from .races_report import SUPPRESSIONS, add_suppression  # noqa: F401  (public n
 _WRITE = ev.EXCLUSIVE
 _SYNC, _IGNORE, _RCU = 0, 1, 2
 _STACK_DEPTH = 8
-#: How long a free-mode event waits for a swapped predecessor (seconds).
-_ORDER_WAIT_S = 0.05
 
 
 def _join(a: list[int], b: list[int]) -> None:
@@ -82,7 +84,7 @@ class _Obj:
     """Shadow of one object: its memory cells and, if it synchronises, its clocks."""
 
     __slots__ = ("strong", "ref", "name", "cells", "kind", "vc", "rvc", "writer",
-                 "readers", "last")
+                 "readers")
 
     def __init__(self, obj: Any, ref: Any, name: str) -> None:
         self.strong = obj if ref is None else None
@@ -92,9 +94,8 @@ class _Obj:
         self.kind = _SYNC
         self.vc: list[int] = []       # release clock (writers, atomics, completions)
         self.rvc: list[int] = []      # rwlock: readers' release clock
-        self.writer = -1              # lock holder seen through events (free mode)
-        self.readers = 0
-        self.last: Any = None         # last value seen by an atomic event
+        self.writer = -1              # write holder as the events tell it (tid)
+        self.readers: dict[int, int] = {}   # read holders as the events tell it: tid -> depth
 
 
 class _Cell:
@@ -126,16 +127,16 @@ class RaceDetector(ev.Checker):
         self._objs: dict[int, _Obj] = {}
         self._dead: list[int] = []
         self._rcu_ended: list[int] = []
+        self._rcu_open: dict[int, int] = {}    # tid -> read-section depth as events tell it
         self._created: dict[int, tuple[int, _stacks.Stack]] = {}
         self._seen: set[Any] = set()
-        self._free = True
         self.suppressions: list[str] = []
         self.suppressed = 0
         self.rt: Any = None
         self._handlers = {
             ev.READ: self._on_read, ev.WRITE: self._on_write, ev.ACCESS: self._on_access,
             ev.ACQUIRED: self._on_acquired, ev.RELEASE: self._on_release,
-            ev.ATOMIC: self._on_atomic, ev.REFCOUNT: self._on_refcount,
+            ev.ATOMIC: self._on_rmw, ev.REFCOUNT: self._on_rmw,
             ev.COMPLETE: self._on_release_obj, ev.HB_RELEASE: self._on_release_obj,
             ev.WAIT_DONE: self._on_acquire_obj, ev.HB_ACQUIRE: self._on_acquire_obj,
             ev.SPAWN: self._on_spawn, ev.JOIN: self._on_join, ev.FREE: self._on_free,
@@ -144,7 +145,6 @@ class RaceDetector(ev.Checker):
 
     def attach(self, rt: Any) -> None:
         self.rt = rt
-        self._free = not rt.controlled
         self.suppressions = rr.initial_suppressions()
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
@@ -263,37 +263,29 @@ class RaceDetector(ev.Checker):
         tid = t.tid
         with self._lk:
             o = self._obj(lock)
+            if o.kind is _RCU:
+                self._rcu_open[tid] = self._rcu_open.get(tid, 0) + 1
+                return
             if o.kind is not _SYNC:
                 return
             write = mode is _WRITE
-            if self._free and ((o.writer >= 0 and o.writer != tid) or (write and o.readers)):
-                self._await_lock(o, write, tid)
             v = self._vc(tid)
             _join(v, o.vc)
+            if o.writer >= 0 and o.writer != tid:
+                # Free mode: the last writer unlocked but its RELEASE is still
+                # on its way; its clock now is its release clock.
+                _join(v, self._vc(o.writer))
+                o.writer = -1
             if write:
                 _join(v, o.rvc)
+                if o.readers:
+                    for r in o.readers:
+                        if r != tid:
+                            _join(v, self._vc(r))
+                    o.readers = {}
                 o.writer = tid
             else:
-                o.readers += 1
-
-    def _await_lock(self, o: _Obj, write: bool, tid: int) -> None:
-        """Free mode: the previous holder's RELEASE is still on its way.
-
-        Unlock puts RELEASE on the spine after the lock is free, so a fast
-        acquirer can get here first; without the release clock it would
-        report races that a lock prevents.  Wait (``self._lk`` dropped) until
-        the event arrives, or give up after ``_ORDER_WAIT_S``.
-        """
-        deadline = time.monotonic() + _ORDER_WAIT_S
-        while (o.writer >= 0 and o.writer != tid) or (write and o.readers):
-            if time.monotonic() > deadline:
-                o.writer, o.readers = -1, 0     # a release that never came (reinit)
-                return
-            self._lk.release()
-            try:
-                time.sleep(0.0001)
-            finally:
-                self._lk.acquire()
+                o.readers[tid] = o.readers.get(tid, 0) + 1
 
     def _on_release(self, t: Any, lock: Any, mode: str) -> None:
         tid = t.tid
@@ -301,58 +293,40 @@ class RaceDetector(ev.Checker):
             o = self._obj(lock)
             v = self._vc(tid)
             if o.kind is _RCU:
+                n = self._rcu_open.get(tid, 0)
+                self._rcu_open[tid] = n - 1 if n > 0 else 0
                 if t.rcu_depth == 0:        # end of the outermost read section
+                    self._rcu_open[tid] = 0
                     _join(self._rcu_ended, v)
                     v[tid] += 1
                 return
             if o.kind is not _SYNC:
                 return
             if mode is _WRITE:
-                o.vc = v[:]
+                # A join, not a copy: a later holder may have released first.
+                _join(o.vc, v)
                 if o.writer == tid:
                     o.writer = -1
             else:
                 _join(o.rvc, v)
-                if o.readers:
-                    o.readers -= 1
+                n = o.readers.get(tid, 0)
+                if n > 1:
+                    o.readers[tid] = n - 1
+                elif n:
+                    del o.readers[tid]
             v[tid] += 1
 
     # ------------------------------------------------------------------ other sync
-    def _on_atomic(self, t: Any, obj: Any, arg: Any) -> None:
-        self._rmw(t, obj, arg, True)
-
-    def _on_refcount(self, t: Any, obj: Any, arg: Any) -> None:
-        # refcount_set() reports (n, n), not the value it replaced.
-        self._rmw(t, obj, arg, arg[0] != "set")
-
-    def _rmw(self, t: Any, obj: Any, arg: Any, chained: bool) -> None:
-        _op, old, new = arg
+    def _on_rmw(self, t: Any, obj: Any, _arg: Any) -> None:
+        # Atomic and refcount ops are emitted under rt.big, in their real
+        # order: each acquires what the previous ones released, then releases.
         tid = t.tid
         with self._lk:
             o = self._obj(obj)
-            if (self._free and chained and type(old) is int and type(o.last) is int
-                    and o.last != old):
-                self._await_value(o, old)
-            o.last = new
             v = self._vc(tid)
             _join(v, o.vc)
             o.vc = v[:]
             v[tid] += 1
-
-    def _await_value(self, o: _Obj, old: int) -> None:
-        """Free mode: an earlier operation on this atomic has not reached us yet.
-
-        Each event carries (old, new); ``old`` differing from the last ``new``
-        seen means another thread's event is in flight.  Wait for it briefly
-        (``self._lk`` dropped) so its release is not lost.
-        """
-        deadline = time.monotonic() + _ORDER_WAIT_S
-        while o.last != old and time.monotonic() < deadline:
-            self._lk.release()
-            try:
-                time.sleep(0.0001)
-            finally:
-                self._lk.acquire()
 
     def _on_release_obj(self, t: Any, obj: Any, _arg: Any) -> None:
         with self._lk:
@@ -390,8 +364,15 @@ class RaceDetector(ev.Checker):
                 o.cells.clear()
 
     def _on_rcu_gp(self, t: Any, _obj: Any, _arg: Any) -> None:
+        threads = self.rt.threads
         with self._lk:
-            _join(self._vc(t.tid), self._rcu_ended)
+            v = self._vc(t.tid)
+            _join(v, self._rcu_ended)
+            for tid, depth in self._rcu_open.items():
+                # Free mode: a section that ended before the grace period
+                # whose RELEASE has not arrived; its clock now is its end.
+                if depth > 0 and tid != t.tid and threads[tid].rcu_depth == 0:
+                    _join(v, self._vc(tid))
 
     def _on_rcu_callback(self, t: Any, _obj: Any, _arg: Any) -> None:
         with self._lk:
