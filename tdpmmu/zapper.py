@@ -91,7 +91,15 @@ def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool) -> int:
     y = IterYield(kvm, shared)
     rcu_read_lock()
     try:
-        res = zap_root(root.page, shared, on_free_page=kvm.free_sp, should_yield=y)
+        if kvm.bug("zap-root-in-one-pass"):
+            # The bug: top-level entries only, so one step tears down a
+            # whole 512G subtree and no yield can come between its 1G parts.
+            from .zap import _zap_root_pass, _ZapCtx
+            ctx = _ZapCtx(root.page.alloc, shared, kvm.free_sp)
+            _zap_root_pass(root.page, root.page.level, ctx, y)
+            res = ctx.result()
+        else:
+            res = zap_root(root.page, shared, on_free_page=kvm.free_sp, should_yield=y)
     finally:
         rcu_read_unlock()
     y.finish()
