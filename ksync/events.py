@@ -158,7 +158,7 @@ class TraceRecorder(Checker):
             if self._watched:
                 self._probe(t.name, now, freed=obj if kind == FREE else None)
             if len(rt.reports) > self._nreports:
-                self._note_reports(t.name, now)
+                self._note_reports(now)
 
     def _add(self, step: int, now: int, thread: str, kind: str, obj: str, arg: str) -> None:
         self.events.append((step, thread, kind, obj, arg))
@@ -183,10 +183,11 @@ class TraceRecorder(Checker):
                 keep.append(entry)
         self._watched = keep
 
-    def _note_reports(self, thread: str, now: int) -> None:
+    def _note_reports(self, now: int) -> None:
         reports = self.rt.reports
         for r in reports[self._nreports:]:
-            self._add(self.rt.step, now, r.thread or thread, REPORT, r.kind, r.title)
+            # A report with no thread (a deadlock found by the scheduler) stays so.
+            self._add(self.rt.step, now, r.thread, REPORT, r.kind, r.title)
         self._nreports = len(reports)
 
     def lines(self) -> list[str]:

@@ -56,7 +56,7 @@ class Trace:
         last_step = evs[-1][0] if evs else 0
         last_t = tms[-1] if tms else 0
         for r in list(reports)[seen:]:
-            evs.append((last_step, r.thread or "main", ev.REPORT, r.kind, r.title))
+            evs.append((last_step, r.thread, ev.REPORT, r.kind, r.title))
             tms.append(last_t)
         return cls(evs, tms, mode, seed, title, _thread_order(evs))
 

@@ -91,7 +91,8 @@ class _Summariser:
         if kind in _SILENT:
             return
         if kind == ev.REPORT:
-            self.rows.append(Row(step, th, f"!! {obj} ({th}): {arg}", report=True))
+            who = f" ({th})" if th else ""
+            self.rows.append(Row(step, th, f"!! {obj}{who}: {arg}", report=True))
             return
         if kind in (ev.ACQUIRE, ev.ACQUIRED, ev.RELEASE, ev.BLOCK) and self.hidden(obj):
             return
