@@ -8,7 +8,7 @@ Backs the performance claims of tdpmmu.pagetable / tdpmmu.zap:
 For each guest size the script builds a root with populate_4k() (the tree a
 guest leaves behind once dirty logging has split all of its memory), then
 zaps it with zap_root(shared=True) as the zap worker would, with a
-should_yield() that never yields and an on_free_page() that only counts.
+should_yield(flush) that never yields and an on_free_page() that only counts.
 Memory is measured in a separate build under tracemalloc (numpy reports its
 buffers there), and as an RSS delta during the timed build.
 
@@ -76,7 +76,7 @@ def measure_rates(npages):
         freed[0] += 1
 
     t2 = time.perf_counter()
-    result = zap_root(root, True, on_free_page, lambda: False)
+    result = zap_root(root, True, on_free_page, lambda _flush: False)
     t3 = time.perf_counter()
     if result.sptes != npages or alloc.live_pages or alloc.live_leaves:
         raise SystemExit(f"bench_pagetable: zap left state behind: {result} {alloc.stats()}")

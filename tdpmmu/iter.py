@@ -11,8 +11,10 @@ child.  It reads SPTEs without locks; each step down re-reads the entry, so a
 page unlinked since the last read is not entered.
 
 Yielding.  A walk that holds ``mmu_lock`` for long must let others in.  The
-caller asks ``cond_resched(should_yield)`` at each position; when that yields
-(the model drops and retakes ``mmu_lock`` inside ``should_yield``), the next
+caller asks ``cond_resched(should_yield, flush)`` at each position, ``flush``
+saying whether the walk changed SPTEs since its last yield (a TLB flush is
+owed before ``mmu_lock`` is dropped); when that yields (the model flushes,
+drops and retakes ``mmu_lock`` inside ``should_yield(flush)``), the next
 step restarts from the root at ``next_last_level_gfn`` -- the first gfn not
 yet handled -- because the tree may have changed while the lock was out.
 ``yielded_gfn`` remembers where the last yield happened, and no new yield is
@@ -150,17 +152,17 @@ class TdpIter:
             raise StopIteration
         return self
 
-    def cond_resched(self, should_yield):
+    def cond_resched(self, should_yield, flush=False):
         """Offer to yield; True when the walk yielded and will restart.
 
-        Kernel: tdp_mmu_iter_cond_resched().  ``should_yield()`` is only asked
+        Kernel: tdp_mmu_iter_cond_resched().  ``should_yield(flush)`` is only asked
         once the walk made progress since its last yield; when it returns True
         (after dropping and retaking mmu_lock), the caller must ``continue``
         so the next step restarts from the root at ``next_last_level_gfn``.
         """
         if should_yield is None or self.next_last_level_gfn == self.yielded_gfn:
             return False
-        if should_yield():
+        if should_yield(flush):
             self.yielded = True
         return self.yielded
 

@@ -195,7 +195,7 @@ def zap_root(root, shared, on_free_page=None, should_yield=None):
 
     Two passes: first every 1G-level entry, so no single step tears down more
     than one 1G subtree; then the top-level entries (whose subtrees are now
-    empty tables, unless faults refilled them).  ``should_yield()`` is offered
+    empty tables, unless faults refilled them).  ``should_yield(False)`` is offered
     at each iterator position once progress was made; when it returns True
     (the model dropped and retook mmu_lock in it) the walk restarts from the
     root at the first unhandled gfn.  Freed pages go to ``on_free_page``.
@@ -233,12 +233,17 @@ def zap_range(root, start, end, shared, on_free_page=None, should_yield=None):
     leaf over ``start``); page tables fully inside the range are torn down
     too, up to 1G entries; partly covered leaf pages are cleared with numpy
     slices.  Afterwards no SPTE of ``root`` maps a gfn in the range, unless a
-    fault racing under the read lock mapped it again.
+    fault racing under the read lock mapped it again.  ``should_yield(flush)``
+    is told whether SPTEs were removed since the last yield, so the caller
+    can flush TLBs before it drops ``mmu_lock`` (kernel: the ``flush``
+    argument of tdp_mmu_iter_cond_resched()).
     """
     ctx = _ZapCtx(root.alloc, shared, on_free_page)
     end = min(end, root_gfn_end(root.level))
+    flushed_at = 0           # ctx.sptes when the last yield flushed TLBs
     for pos in TdpIter(root, PG_LEVEL_2M, start, end):
-        if pos.cond_resched(should_yield):
+        if pos.cond_resched(should_yield, ctx.sptes > flushed_at):
+            flushed_at = ctx.sptes
             continue
         while True:
             old, level = pos.old_spte, pos.level

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 class IterYield:
     """``should_yield`` for the page-table walks.  Kernel: tdp_mmu_iter_cond_resched().
 
-    Called only after the walk made progress.  When a reschedule is due or
-    ``mmu_lock`` is contended: flush TLBs if a flush is owed, leave the RCU
+    Called only after the walk made progress, with ``owed`` telling whether
+    the walk removed SPTEs since its last yield.  When a reschedule is due or
+    ``mmu_lock`` is contended: flush TLBs if a flush is owed (by the walk, or
+    handed in by the caller as ``flush``), leave the RCU
     read section, drop and retake ``mmu_lock`` in the same mode, re-enter
     RCU, and tell the walk to restart from the root.  It also measures how
     long ``mmu_lock`` was held between yields (what other vCPUs wait behind).
@@ -45,13 +47,13 @@ class IterYield:
         self.yields = 0
         self.no_yield = kvm.bug("zap-without-yield")
 
-    def __call__(self) -> bool:
+    def __call__(self, owed: bool = False) -> bool:
         if self.no_yield:
             return False
         lock = self.kvm.mmu_lock
         if not (ksync.need_resched() or lock.is_contended()):
             return False
-        if self.flush:
+        if self.flush or owed:
             self.kvm.flush_remote_tlbs()
             self.flush = False
         self._note_hold()
@@ -79,16 +81,23 @@ class IterYield:
         self.kvm.stats.note_hold(self.max_hold_ns)
 
 
-def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool) -> int:
+def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool, can_yield: bool = True) -> int:
     """Zap every SPTE under ``root``.  Kernel: tdp_mmu_zap_root().
 
     Context: ``mmu_lock`` held (read if ``shared``).  Returns SPTEs zapped.
+    A yielding zap needs a reference on the root, so that a host
+    invalidation can still reach it while ``mmu_lock`` is dropped (a WARN
+    otherwise).  ``can_yield=False`` is the pre-5.18 zap of an unreachable
+    root by its last put (kernel 5.17: zap_gfn_range(..., can_yield=false)).
     """
     ksync.check_access(root, "spt")
+    if can_yield and not root.tdp_mmu_root_count.peek():
+        kvm.warn(f"{root.name}: zapped with yielding but no reference held")
     me = ksync.current_thread()
     t0 = time.perf_counter_ns()
     c0 = time.thread_time_ns()
     y = IterYield(kvm, shared)
+    should_yield = y if can_yield else None
     rcu_read_lock()
     try:
         if kvm.bug("zap-root-in-one-pass"):
@@ -96,10 +105,11 @@ def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool) -> int:
             # whole 512G subtree and no yield can come between its 1G parts.
             from .zap import _zap_root_pass, _ZapCtx
             ctx = _ZapCtx(root.page.alloc, shared, kvm.free_sp)
-            _zap_root_pass(root.page, root.page.level, ctx, y)
+            _zap_root_pass(root.page, root.page.level, ctx, should_yield)
             res = ctx.result()
         else:
-            res = zap_root(root.page, shared, on_free_page=kvm.free_sp, should_yield=y)
+            res = zap_root(root.page, shared, on_free_page=kvm.free_sp,
+                           should_yield=should_yield)
     finally:
         rcu_read_unlock()
     y.finish()
@@ -124,4 +134,4 @@ def zap_gfn_range(kvm: Kvm, root: Root, start: int, end: int, shared: bool,
         rcu_read_unlock()
     y.finish()
     kvm.stats.note_zap(ksync.current_thread().name, res.sptes, res.pages, 0)
-    return y.flush or res.sptes > 0
+    return y.flush or res.sptes > 0     # may repeat a flush done at a yield: harmless

@@ -74,7 +74,7 @@ def test_a_yield_restarts_from_the_root_at_the_first_unhandled_gfn():
     for pos in it:
         trail.append((pos.level, pos.gfn))
         if pos.level == 1 and pos.gfn == 512 and not yielded_once:
-            assert pos.cond_resched(lambda: True)
+            assert pos.cond_resched(lambda _flush: True)
             yielded_once = True
             trail.append("yield")
     i = trail.index("yield")
@@ -88,7 +88,7 @@ def test_no_yield_is_offered_before_the_walk_has_made_progress():
     asked = []
     it = TdpIter(root, PG_LEVEL_4K, 510, 1024)
     first = next(it)
-    assert not first.cond_resched(lambda: asked.append(1) or True)
+    assert not first.cond_resched(lambda _flush: asked.append(1) or True)
     assert asked == []
 
 
@@ -108,7 +108,7 @@ def test_always_contended_walk_never_yields_twice_without_progress_and_ends(
     for pos in it:
         contended = pattern[step % len(pattern)]
         step += 1
-        if pos.cond_resched(lambda c=contended: c):
+        if pos.cond_resched(lambda _flush, c=contended: c):
             yields.append(pos.next_last_level_gfn)
             continue
         handled.append((pos.level, pos.gfn))

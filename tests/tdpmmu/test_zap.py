@@ -115,7 +115,7 @@ def test_always_contended_zap_root_neither_skips_nor_double_zaps(shared):
     expected_leaves, expected_pages = alloc.live_leaves, alloc.allocated
     freed, yields = [], []
 
-    def should_yield():
+    def should_yield(_flush=False):
         yields.append(len(freed))
         return True
 
@@ -134,7 +134,7 @@ def test_zap_root_result_does_not_depend_on_when_it_yields(pattern, shared):
     leaves = alloc.live_leaves
     calls = itertools.cycle(pattern)
     freed = []
-    result = zap_root(root, shared, freed.append, lambda: next(calls))
+    result = zap_root(root, shared, freed.append, lambda _flush: next(calls))
     assert result == (leaves, alloc.allocated)
     assert alloc.live_pages == 0 == alloc.live_leaves
     assert_freed_pages_are_dead(freed)
@@ -145,7 +145,7 @@ def test_mappings_added_behind_the_walk_while_it_yielded_are_zapped_by_the_secon
     populate_4k(root, 0, 4 * 512, 0, True, alloc)
     faults = iter(range(3))
 
-    def should_yield():
+    def should_yield(_flush=False):
         # While mmu_lock is dropped a vCPU faults in a page the walk already passed.
         if next(faults, None) is not None:
             assert install_leaf(root, 1, PG_LEVEL_4K, 1, True, True, alloc) is InstallStatus.OK
@@ -214,7 +214,7 @@ def test_zap_range_removes_exactly_the_mappings_that_meet_the_range(start, lengt
     alloc, root = mixed_root()
     end = start + length
     before = list(iter_leaf_mappings(root))
-    should_yield = {None: None, "always": lambda: True, "never": lambda: False}[yields]
+    should_yield = {None: None, "always": lambda _flush: True, "never": lambda _flush: False}[yields]
     freed = []
     result = zap_range(root, start, end, shared, freed.append, should_yield)
     after = list(iter_leaf_mappings(root))
@@ -293,7 +293,7 @@ def run_race(root, alloc, zap_once, seconds=0.4, nfaulters=3):
         rng = random.Random(99)
         try:
             while not stop.is_set():
-                zap_once(freed, lambda: rng.random() < 0.3)
+                zap_once(freed, lambda _flush: rng.random() < 0.3)
         except BaseException as exc:
             errors.append(exc)
 
