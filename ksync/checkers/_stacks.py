@@ -75,8 +75,9 @@ def top(stack: Stack) -> str:
 
 
 def top_function(stack: Stack) -> str:
-    """The innermost frame's function name, KASAN's ``in <func>``."""
-    return stack[0].co_qualname if stack else "<unknown>"
+    """The innermost frame's function name, KASAN's ``in <func>`` (``Class.method``
+    for a method; the enclosing functions of a nested one are left out)."""
+    return stack[0].co_qualname.rsplit(".<locals>.", 1)[-1] if stack else "<unknown>"
 
 
 def numbered(stack: Stack, indent: str = "    ") -> str:
