@@ -88,6 +88,11 @@ def flush_work(work: Work) -> bool:
     """
     _check_work("flush_work", work)
     might_sleep()
+    return flush_work_nosleep(work)
+
+
+def flush_work_nosleep(work: Work) -> bool:
+    """``flush_work`` for callers that already said ``might_sleep`` (one report per call)."""
     t = current_thread()
     rt = t.rt
     lock_map_acquire(work.lockdep_map)
@@ -176,7 +181,10 @@ def flush_workqueue(wq: Any) -> None:
     might_sleep()
     t = current_thread()
     rt = t.rt
-    wq = _resolve(wq, rt)
+    _flush_workqueue(rt, t, _resolve(wq, rt))
+
+
+def _flush_workqueue(rt: Any, t: Any, wq: Workqueue) -> None:
     lock_map_acquire(wq.lockdep_map)
     lock_map_release(wq.lockdep_map)
     if rt.listeners:
@@ -197,18 +205,22 @@ def drain_workqueue(wq: Any) -> None:
     might_sleep()
     t = current_thread()
     rt = t.rt
-    wq = _resolve(wq, rt)
+    drain_nosleep(rt, t, _resolve(wq, rt))
+
+
+def drain_nosleep(rt: Any, t: Any, wq: Workqueue) -> None:
+    """``drain_workqueue`` for callers that already said ``might_sleep``."""
     with rt.big:
         wq.nr_drainers += 1
     try:
         rounds = 0
         while True:
-            flush_workqueue(wq)
+            _flush_workqueue(rt, t, wq)
             with rt.big:
                 if wq.nr_inflight == 0:
                     break
             rounds += 1
-            if rounds == 10 or rounds % 100 == 0:
+            if rounds == 10 or (rounds % 100 == 0 and rounds <= 1000):
                 rt.report("warn", f"drain_workqueue: {wq.name} isn't complete after "
                           f"{rounds} tries",
                           f"workqueue {wq.name}: drain_workqueue() isn't complete after "

@@ -25,7 +25,7 @@ from sortedcontainers import SortedList
 
 from ksync import current_thread, events, might_sleep
 
-from .flush import _check_work, flush_work, steal_pending_locked
+from .flush import _check_work, flush_work_nosleep, steal_pending_locked
 from .pool import start_worker
 from .state import WorkqueueError, WqState, site
 from .work import DelayedWork
@@ -200,7 +200,7 @@ def flush_delayed_work(dwork: DelayedWork) -> bool:
         report_refused(rt, t, refused, dwork, "destroyed")
     if spawn is not None:
         start_worker(rt, spawn)
-    return flush_work(dwork)
+    return flush_work_nosleep(dwork)
 
 
 def close_wheel(st: WqState) -> None:

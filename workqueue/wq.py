@@ -355,7 +355,7 @@ def destroy_workqueue(wq: Any) -> None:
     waits for them to exit.  Destroying twice is a ``warn`` report;
     destroying a system queue is an error.
     """
-    from .flush import drain_workqueue
+    from .flush import drain_nosleep
     might_sleep()
     t = current_thread()
     rt = t.rt
@@ -370,7 +370,7 @@ def destroy_workqueue(wq: Any) -> None:
                   f"WARNING: destroy_workqueue() on an already destroyed workqueue "
                   f"{wq.name}\n  at {site()}", thread=t, workqueue=wq.name)
         return
-    drain_workqueue(wq)
+    drain_nosleep(rt, t, wq)
     joins = []
     with rt.big:
         wq.destroyed = True
