@@ -79,12 +79,15 @@ class Refcount:
             return
         self._warned = True
         site = call_site()
+        stack = user_stack()
         rt.report("refcount", f"refcount_t {self.name}: {_WARN[warn]} ({op} at {site})",
                   f"------------[ cut here ]------------\n"
                   f"refcount_t: {_WARN[warn]}.\n"
                   f"WARNING: {t.name}/{t.tid} in {op} of {self.name} at {site}\n"
-                  f"stack:\n{format_stack(user_stack())}",
-                  thread=t, object=self.name, warning=_WARN[warn], site=site)
+                  f"stack:\n{format_stack(stack)}\n"
+                  f"---[ end trace ]---",
+                  thread=t, object=self.name, warning=_WARN[warn], op=op, site=site,
+                  stack=stack)
 
     def set(self, n: int) -> None:
         """Kernel: refcount_set()."""
