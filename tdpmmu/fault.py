@@ -16,10 +16,20 @@ import ksync
 from ksync import rcu_read_lock, rcu_read_unlock
 
 from .memslot import KVM_MEM_READONLY
-from .pagetable import InstallStatus, install_leaf, walk_to
-from .spte import DIRTY, PRESENT, WRITABLE, gfn_round_for_level, is_leaf, spte_pfn
+from .pagetable import InstallStatus, SPPage, install_leaf
+from .spte import (
+    DIRTY,
+    PG_LEVEL_4K,
+    PRESENT,
+    SPTE_INDEX,
+    WRITABLE,
+    gfn_round_for_level,
+    is_leaf,
+    spte_pfn,
+)
 
 if TYPE_CHECKING:
+    from .root import Root
     from .vcpu import Vcpu
 
 FIXED, RETRY, MMIO = "fixed", "retry", "mmio"
@@ -44,6 +54,11 @@ def page_fault(vcpu: Vcpu, gfn: int, write: bool) -> str:
     if slot is None:
         return MMIO
     kvm.stats.count("faults")
+    if slot.invalid:
+        # Kernel: kvm_faultin_pfn() on a KVM_MEMSLOT_INVALID slot — retry
+        # until the memslot update that is deleting or moving it completes.
+        kvm.stats.count("fault_retries")
+        return RETRY
     seq = kvm.mmu_invalidate_seq
     level = slot.max_level_for(gfn, 3)
     if level > 1 and kvm.host.remap:
@@ -60,12 +75,18 @@ def page_fault(vcpu: Vcpu, gfn: int, write: bool) -> str:
             kvm.stats.count("fault_retries")
             return RETRY
         ksync.check_access(vcpu.root, "spt")
+        zapped: list[bool] = []
         rcu_read_lock()
         try:
             status = install_leaf(vcpu.root.page, base, level, pfn, writable, True,
-                                  kvm.alloc, on_free_page=kvm.free_sp)
+                                  kvm.alloc, on_free_page=kvm.free_sp,
+                                  on_zap=lambda: zapped.append(True))
         finally:
             rcu_read_unlock()
+        if zapped:
+            # A huge mapping was replaced by a table, or a table by a huge
+            # mapping: other vCPUs may cache the old translation.
+            kvm.flush_remote_tlbs()
     finally:
         kvm.mmu_lock.read_unlock()
     if status is InstallStatus.RETRY:
@@ -88,15 +109,9 @@ def fast_page_fault(vcpu: Vcpu, gfn: int) -> bool:
     slot = kvm.memslots[vcpu.as_id].find(gfn)
     if root is None or slot is None or slot.flags & KVM_MEM_READONLY:
         return False
-    watch = kvm.alloc.watch
     rcu_read_lock()
     try:
-        path = walk_to(root.page, gfn)
-        if watch:
-            for page, _i in path:
-                ksync.check_access(page, "fast_page_fault walk")
-        page, i = path[-1]
-        old = page.read(i)
+        page, i, old = lockless_walk(vcpu, root, gfn, "fast_page_fault walk")
         if not old & PRESENT or not is_leaf(old, page.level) or old & WRITABLE:
             return False
         if not page.cmpxchg(i, old, old | WRITABLE | DIRTY):
@@ -108,19 +123,54 @@ def fast_page_fault(vcpu: Vcpu, gfn: int) -> bool:
     return True
 
 
+def lockless_walk(vcpu: Vcpu, root: Root, gfn: int, what: str) -> tuple[SPPage, int, int]:
+    """Walk ``root`` towards ``gfn`` with no lock: (page, index, spte) where it stopped.
+
+    Kernel: kvm_tdp_mmu_fast_pf_get_last_sptep() / the CPU's page walker.
+    Context: inside an RCU read section.  Each step down is a scheduling
+    point (the walk is not atomic against zaps) followed by an instrumented
+    access to the page stepped into, so a page freed under the walker
+    (no grace period) is reported as a use-after-free.
+    """
+    t = ksync.current_thread()
+    rt = t.rt
+    watch = vcpu.kvm.alloc.watch
+    ksync.check_access(root, what)
+    page = root.page
+    while True:
+        i = SPTE_INDEX(gfn, page.level)
+        spte = page.read(i)
+        if page.level == PG_LEVEL_4K or not spte & PRESENT or is_leaf(spte, page.level):
+            return page, i, spte
+        child = page.child_at(i, spte)
+        if child is None:
+            return page, i, 0          # unlinked since read: treat as a hole
+        rt.point(t)
+        if watch:
+            ksync.check_access(child, what)
+        page = child
+
+
 def translate(vcpu: Vcpu, gfn: int) -> tuple[int, bool] | None:
     """What the hardware page walker finds for ``gfn``: (pfn, writable) or None.
 
-    Kernel counterpart: none — this is the CPU walking the EPT tables.
-    Context: the vCPU is in guest mode (its mode lock held), so nobody can
-    free the pages it walks until it leaves.
+    Kernel counterpart: none — this is the CPU walking the EPT tables, with
+    no KVM lock.  Context: the vCPU is in guest mode (its mode lock held).
+    The walk is an RCU reader: in the kernel a page table unlinked under a
+    walking CPU is not freed before the TLB flush that waits for that CPU to
+    leave guest mode, and the zapper's RCU-sched section (``mmu_lock`` is a
+    spinning lock) holds the grace period until then.  Every page walked is
+    an instrumented access, so a page-table page (or root) already freed is
+    a use-after-free report.
     """
     root = vcpu.root
     if root is None:
         return None
-    path = walk_to(root.page, gfn)
-    page, i = path[-1]
-    spte = page.read(i)
+    rcu_read_lock()
+    try:
+        page, _i, spte = lockless_walk(vcpu, root, gfn, "guest page walk")
+    finally:
+        rcu_read_unlock()
     if not spte & PRESENT or not is_leaf(spte, page.level):
         return None
     offset = gfn - gfn_round_for_level(gfn, page.level)

@@ -38,9 +38,13 @@ class KvmError(ValueError):
 
 
 class _Allocator(PageAllocator):
-    """Page-table pages, put under use-after-free watch when checkers listen."""
+    """Page-table pages, put under use-after-free watch when checkers listen.
 
-    __slots__ = ("watch",)
+    ``freed`` counts pages whose RCU callback ran; after teardown
+    ``allocated == freed + discarded`` (every table page came back).
+    """
+
+    __slots__ = ("watch", "freed")
 
     def alloc_page(self, level: int, gfn: int, spt: Any = None) -> Any:
         page = super().alloc_page(level, gfn, spt)
@@ -48,10 +52,19 @@ class _Allocator(PageAllocator):
             ksync.track(page, "page table")
         return page
 
+    def note_freed(self) -> None:
+        with self._lock:
+            self.freed += 1
+
 
 def _cpu_relax() -> None:
-    """Spinning on an SPTE another thread froze: a scheduling point, not a busy loop."""
-    ksync.cond_resched()
+    """Spinning on an SPTE another thread froze: a scheduling point, not a busy loop.
+
+    Not cond_resched(): the spinner holds ``mmu_lock`` and is in an RCU read
+    section, where sleeping is not allowed (kernel: cpu_relax()).
+    """
+    t = ksync.current_thread()
+    t.rt.point(t)
 
 
 class Kvm:
@@ -80,6 +93,7 @@ class Kvm:
         self.mmu_invalidate_in_progress = 0
         self.alloc = _Allocator(cpu_relax=_cpu_relax)
         self.alloc.watch = bool(self.rt.listeners)
+        self.alloc.freed = 0
         self.host = HostMemory()
         self.stats = KvmStats()
         self.vcpus: list[Any] = []
@@ -134,9 +148,10 @@ class Kvm:
         tdp_mmu_zap_root_work_fn.__qualname__ = "tdp_mmu_zap_root_work"
         return Work(tdp_mmu_zap_root_work_fn, name=f"{root.name} zap")
 
-    def queue_zap_work(self, root: Any) -> None:
+    def queue_zap_work(self, root: Any) -> bool:
+        """Kernel: queue_work(kvm->arch.tdp_mmu_zap_wq, &root->tdp_mmu_async_work)."""
         from workqueue import queue_work
-        queue_work(self.zap_wq, root.work)
+        return queue_work(self.zap_wq, root.work)
 
     def flush_zap_queue(self) -> None:
         """Kernel: flush_workqueue(kvm->arch.tdp_mmu_zap_wq)."""
@@ -213,4 +228,5 @@ class Kvm:
 
 def _free_sp_now(page: Any) -> None:
     """Kernel: tdp_mmu_free_sp()."""
+    page.alloc.note_freed()
     ksync.kfree(page)

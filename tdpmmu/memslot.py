@@ -35,6 +35,8 @@ class Memslot:
     flags: int = 0
     host_base: int = 0
     dirty: set[int] = field(default_factory=set)
+    #: Kernel: KVM_MEMSLOT_INVALID — being deleted or moved; faults retry.
+    invalid: bool = False
 
     @property
     def end_gfn(self) -> int:
@@ -124,8 +126,14 @@ class Memslots:
         del self._by_id[slot.id]
         self.generation += 1
 
-    def move(self, slot: Memslot, new_base: int) -> None:
+    def check_move(self, slot: Memslot, new_base: int) -> None:
+        """Raise MemslotError if ``slot`` cannot move to ``new_base`` (overlap, negative)."""
+        if new_base < 0:
+            raise MemslotError(f"memslot {slot.id}: negative base gfn {new_base}")
         self._check_free(new_base, slot.npages, ignore=slot)
+
+    def move(self, slot: Memslot, new_base: int) -> None:
+        self.check_move(slot, new_base)
         self._by_gfn.remove(slot)
         slot.base_gfn = new_base
         self._by_gfn.add(slot)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import ksync
 from ksync import lockdep_assert_held, rcu_read_lock, rcu_read_unlock
 
 from .memslot import KVM_MEM_LOG_DIRTY_PAGES, Memslot
@@ -48,6 +47,9 @@ def set_memory_region(kvm: Kvm, slot_id: int, base_gfn: int, npages: int, flags:
             slots.add(slot)
             return slot
         if npages == 0:
+            # Kernel: kvm_invalidate_memslot() — faults on the slot retry
+            # from now on, so none can map it again behind the zap.
+            old.invalid = True
             kvm_mmu_zap_all_fast(kvm)
             slots.remove(old)
             return None
@@ -55,8 +57,11 @@ def set_memory_region(kvm: Kvm, slot_id: int, base_gfn: int, npages: int, flags:
             raise ValueError(f"{kvm.name}: memslot {slot_id} cannot change size "
                              f"({old.npages} -> {npages} pages)")
         if base_gfn != old.base_gfn:
+            slots.check_move(old, base_gfn)
+            old.invalid = True
             kvm_mmu_zap_all_fast(kvm)
             slots.move(old, base_gfn)
+            old.invalid = False
         if flags != old.flags:
             was = old.flags
             old.flags = flags
@@ -164,25 +169,49 @@ def slot_apply_flags(kvm: Kvm, slot: Memslot, old_flags: int) -> None:
 
 
 def get_dirty_log(kvm: Kvm, slot_id: int, as_id: int = 0) -> list[int]:
-    """Kernel: KVM_GET_DIRTY_LOG + clear — return and reset the dirty gfns, write-protecting again."""
+    """Return and reset the dirty gfns of a slot, write-protecting them again.
+
+    Kernel: KVM_GET_DIRTY_LOG -> kvm_get_dirty_log_protect(): under
+    ``slots_lock``, take the dirty bitmap and, with ``mmu_lock`` held for
+    write, write-protect what it names in every root of the address space
+    (kvm_tdp_mmu_clear_dirty_pt_masked walks valid and invalid roots);
+    then flush remote TLBs so the next write to those pages faults.
+    """
+    if as_id not in (0, 1):
+        raise ValueError(f"{kvm.name}: address space {as_id} does not exist (0 or 1)")
     with kvm.slots_lock:
         slot = kvm.memslots[as_id].get(slot_id)
         if slot is None:
             raise ValueError(f"{kvm.name}: no memslot {slot_id} in address space {as_id}")
+        if not slot.dirty_logging:
+            raise ValueError(f"{kvm.name}: memslot {slot_id} does not log dirty pages "
+                             "(set KVM_MEM_LOG_DIRTY_PAGES first)")
         dirty = sorted(slot.dirty)
-        slot.dirty.clear()
+        slot.dirty.difference_update(dirty)
         if dirty:
-            kvm.mmu_lock.read_lock()
+            kvm.mmu_lock.write_lock()
             try:
-                for root in for_each_root_yield_safe(kvm, shared=True, only_valid=True,
-                                                     as_id=as_id):
+                for root in list(kvm.tdp_mmu_roots):
+                    if root.role.as_id != as_id:
+                        continue
                     rcu_read_lock()
                     try:
-                        write_protect_range(root.page, dirty[0], dirty[-1] + 1, shared=True)
+                        for lo, hi in _runs(dirty):
+                            write_protect_range(root.page, lo, hi, shared=False)
                     finally:
                         rcu_read_unlock()
             finally:
-                kvm.mmu_lock.read_unlock()
+                kvm.mmu_lock.write_unlock()
             kvm.flush_remote_tlbs()
-    ksync.cond_resched()
     return dirty
+
+
+def _runs(gfns: list[int]) -> list[tuple[int, int]]:
+    """Sorted gfns as [lo, hi) runs of consecutive gfns."""
+    out: list[tuple[int, int]] = []
+    for g in gfns:
+        if out and out[-1][1] == g:
+            out[-1] = (out[-1][0], g + 1)
+        else:
+            out.append((g, g + 1))
+    return out

@@ -312,7 +312,8 @@ def _check_leaf_args(root, gfn, level):
         raise ValueError(f"install_leaf: gfn {gfn:#x} outside the root's range")
 
 
-def install_leaf(root, gfn, level, pfn, writable, shared, alloc, on_free_page=None):
+def install_leaf(root, gfn, level, pfn, writable, shared, alloc, on_free_page=None,
+                 on_zap=None):
     """Map ``gfn`` (rounded to ``level``) to ``pfn`` with a leaf at ``level``.
 
     Kernel: kvm_tdp_mmu_map() and tdp_mmu_map_handle_target_level().
@@ -321,8 +322,10 @@ def install_leaf(root, gfn, level, pfn, writable, shared, alloc, on_free_page=No
     Missing page tables are allocated and linked on the way down; a huge leaf
     in the way of a smaller mapping is zapped first, and a page table where a
     huge leaf goes is torn down first (its pages go to ``on_free_page``, which
-    the model points at call_rcu).  Returns RETRY when it met a frozen SPTE or
-    lost a compare-exchange: the caller re-walks, as a vCPU re-faults.
+    the model points at call_rcu).  ``on_zap()`` is called after each such
+    zap (kernel: the TLB flush in tdp_mmu_zap_spte_atomic()).  Returns RETRY
+    when it met a frozen SPTE or lost a compare-exchange: the caller
+    re-walks, as a vCPU re-faults.
     """
     _check_leaf_args(root, gfn, level)
     new_spte = make_leaf_spte(pfn, level, writable)
@@ -336,6 +339,8 @@ def install_leaf(root, gfn, level, pfn, writable, shared, alloc, on_free_page=No
             # A huge leaf covers a smaller mapping: zap it, then link a table.
             if zap_spte(page, i, old, shared, on_free_page) is None:
                 return InstallStatus.RETRY
+            if on_zap is not None:
+                on_zap()
             old = page.read(i)
             if old:
                 return InstallStatus.RETRY
@@ -361,6 +366,8 @@ def install_leaf(root, gfn, level, pfn, writable, shared, alloc, on_free_page=No
         # A huge leaf replaces a page table: tear the table down first.
         if zap_spte(page, i, old, shared, on_free_page) is None:
             return InstallStatus.RETRY
+        if on_zap is not None:
+            on_zap()
         # A racing fault may have linked a new table meanwhile; replacing it
         # with one compare-exchange would strand it, so start over instead.
         old = page.read(i)

@@ -84,7 +84,20 @@ def get_root(kvm: Kvm, root: Root) -> bool:
 
 
 def put_root(kvm: Kvm, root: Root, shared: bool) -> None:
-    """Kernel: kvm_tdp_mmu_put_root().  Context: ``mmu_lock`` held (read if ``shared``)."""
+    """Kernel: kvm_tdp_mmu_put_root().  Context: ``mmu_lock`` held (read if ``shared``).
+
+    The branches, by generation (KERNEL.md):
+      sync      last put: unlink, zap the whole root here without yielding
+                (nobody can reach it any more, so dropping ``mmu_lock``
+                would let a host invalidation miss it), free via RCU;
+      async     last put of a valid root: mark it invalid, set the count back
+                to one (the zapper's reference), then queue the zap while
+                ``users_count`` is non-zero, else zap here and put again;
+                last put of an invalid root: unlink and free via RCU;
+      preserve  the MMU's own reference keeps valid roots, so the last put
+                is always of an invalid root (a valid one is a WARN):
+                unlink and free via RCU.
+    """
     if not kvm.bug("worker-zap-without-mmu-lock"):
         assert_mmu_lock_held(kvm, shared)
     ksync.check_access(root, "tdp_mmu_root_count")
@@ -92,7 +105,7 @@ def put_root(kvm: Kvm, root: Root, shared: bool) -> None:
         return
     if kvm.zap == "sync":
         _unlink_root(kvm, root)
-        zapper.tdp_mmu_zap_root(kvm, root, shared)
+        zapper.tdp_mmu_zap_root(kvm, root, shared, can_yield=False)
         _free_root(kvm, root)
         return
     if kvm.zap == "preserve":
@@ -113,6 +126,7 @@ def put_root(kvm: Kvm, root: Root, shared: bool) -> None:
             return
         # The VM is being destroyed and its queue may already be flushed:
         # zap here rather than hand work to a queue nobody will flush.
+        kvm.stats.count("inline_zaps")
         zapper.tdp_mmu_zap_root(kvm, root, shared)
         if not root.tdp_mmu_root_count.dec_and_test():
             return
@@ -129,26 +143,30 @@ def _unlink_root(kvm: Kvm, root: Root) -> None:
 
 def _free_root(kvm: Kvm, root: Root) -> None:
     """Free the root page after a grace period (kernel: call_rcu(tdp_mmu_free_sp_rcu_callback))."""
-    kvm.stats.roots_freed += 1
+    kvm.stats.count("roots_freed")
     ksync.call_rcu(_free_root_rcu, kvm, root)
 
 
 def _free_root_rcu(kvm: Kvm, root: Root) -> None:
+    """Kernel: tdp_mmu_free_sp_rcu_callback() for a root."""
     root.freed = True
-    kvm.alloc.discard(root.page)
+    kvm.stats.count("roots_rcu_freed")
     ksync.kfree(root)
 
 
 def schedule_zap_root(kvm: Kvm, root: Root) -> None:
     """Kernel: tdp_mmu_schedule_zap_root() — hand the zap to the VM's work queue."""
-    kvm.stats.zaps_queued += 1
-    kvm.queue_zap_work(root)
+    kvm.stats.count("zaps_queued")
+    if not kvm.queue_zap_work(root):
+        # Queued twice means two owners for one reference (invariant 8).
+        kvm.warn(f"{root.name}: zap queued while already pending")
 
 
 def tdp_mmu_zap_root_work(kvm: Kvm, root: Root) -> None:
     """The zap worker.  Kernel: tdp_mmu_zap_root_work().
 
-    It owns exactly one reference to ``root``.  No TLB flush is needed here:
+    It owns exactly one reference to ``root`` (invariant 8), the one
+    put_root set back or invalidate_all_roots took.  No TLB flush is needed here:
     a vCPU flushes its TLB when it loads a new root, and every vCPU that
     still uses this one has been asked to drop it.
     """
@@ -217,13 +235,13 @@ def get_vcpu_root(vcpu: Vcpu) -> Root:
     for root in list(kvm.tdp_mmu_roots):
         reusable = root.role == role and (not root.invalid or kvm.bug("reuse-invalid-root"))
         if reusable and get_root(kvm, root):
-            kvm.stats.roots_reused += 1
+            kvm.stats.count("roots_reused")
             return root
     root = Root(kvm, role, 2 if kvm.zap == "preserve" else 1)
     with kvm.tdp_mmu_pages_lock:
         ksync.check_access(kvm, "tdp_mmu_roots", write=True)
-        kvm.tdp_mmu_roots.append(root)
-    kvm.stats.roots_allocated += 1
+        kvm.tdp_mmu_roots.insert(0, root)       # list_add_rcu: at the head
+    kvm.stats.count("roots_allocated")
     return root
 
 
@@ -243,12 +261,16 @@ def invalidate_all_roots(kvm: Kvm) -> None:
             root.invalid = True
             root.scheduled_to_zap = True     # the MMU's reference goes with the zap
             continue
-        if get_root(kvm, root):
-            root.invalid = True
-            if kvm.zap == "async":
-                schedule_zap_root(kvm, root)
-            else:
-                kvm.sync_invalidated.append(root)
+        # A valid root always has a reference: its last put marks it invalid
+        # under the same lock this caller holds for write.
+        if not get_root(kvm, root):
+            kvm.warn(f"{root.name}: valid root with no reference in invalidate_all_roots")
+            continue
+        root.invalid = True
+        if kvm.zap == "async":
+            schedule_zap_root(kvm, root)
+        else:
+            kvm.sync_invalidated.append(root)
 
 
 def zap_invalidated_roots(kvm: Kvm) -> None:

@@ -23,8 +23,10 @@ class KvmStats:
         self.tlb_flushes = 0
         self.roots_allocated = 0
         self.roots_reused = 0
-        self.roots_freed = 0
-        self.zaps_queued = 0
+        self.roots_freed = 0          # last reference put (freeing queued on RCU)
+        self.roots_rcu_freed = 0      # freed after the grace period
+        self.zaps_queued = 0          # zaps handed to the worker (async)
+        self.inline_zaps = 0          # zaps put_root did itself during teardown (async)
         self.faults = 0
         self.fault_retries = 0
         self.max_mmu_lock_hold_ns = 0
@@ -50,7 +52,11 @@ class KvmStats:
             self.max_mmu_lock_hold_ns = max(self.max_mmu_lock_hold_ns, ns)
 
     def note_block(self, thread: str, call: str, ns: int) -> None:
-        """Time a vCPU spent inside one KVM call (kernel: what the guest saw as a stall)."""
+        """Time a vCPU spent inside one KVM call (kernel: what the guest saw as a stall).
+
+        Calls recorded: ``mmu_load``, ``mmu_unload``, ``page_fault``; keyed by
+        (vCPU thread, call), one entry per call, wall nanoseconds.
+        """
         with self._lock:
             self.block_ns[(thread, call)].append(ns)
 
@@ -58,6 +64,12 @@ class KvmStats:
         with self._lock:
             if ns > self.lock_wait_ns[thread]:
                 self.lock_wait_ns[thread] = ns
+
+    def max_block_ns(self, call: str | None = None) -> int:
+        """The longest single vCPU call recorded (of kind ``call``, or any)."""
+        with self._lock:
+            return max((max(v) for (_, c), v in self.block_ns.items()
+                        if v and (call is None or c == call)), default=0)
 
     def count(self, field: str, n: int = 1) -> None:
         with self._lock:
@@ -69,6 +81,7 @@ class KvmStats:
                 "zapped_sptes": self.zapped_sptes, "zapped_pages": self.zapped_pages,
                 "tlb_flushes": self.tlb_flushes, "roots_allocated": self.roots_allocated,
                 "roots_reused": self.roots_reused, "roots_freed": self.roots_freed,
+                "roots_rcu_freed": self.roots_rcu_freed, "inline_zaps": self.inline_zaps,
                 "zaps_queued": self.zaps_queued, "faults": self.faults,
                 "fault_retries": self.fault_retries,
                 "max_mmu_lock_hold_ns": self.max_mmu_lock_hold_ns,

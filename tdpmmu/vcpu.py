@@ -62,6 +62,7 @@ class Vcpu:
     def mmu_load(self) -> None:
         """Kernel: kvm_mmu_load() -> mmu_alloc_direct_roots(), under mmu_lock for write."""
         kvm = self.kvm
+        t0 = time.perf_counter_ns()
         kvm.mmu_lock.write_lock()
         try:
             self.root = get_vcpu_root(self)
@@ -69,6 +70,7 @@ class Vcpu:
         finally:
             kvm.mmu_lock.write_unlock()
         self.tlb.clear()      # a new root is loaded with a local TLB flush
+        kvm.stats.note_block(self.name, "mmu_load", time.perf_counter_ns() - t0)
 
     def mmu_unload(self) -> None:
         """Kernel: kvm_mmu_unload() -> kvm_mmu_free_roots(), under mmu_lock for read.
@@ -104,7 +106,12 @@ class Vcpu:
     # ---------------------------------------------------------------- requests
     def make_request(self, req: int) -> None:
         """Kernel: kvm_make_request() plus the kick that waits for guest exit."""
-        self.requests.add_return(req) if not self.requests.peek() & req else None
+        old = self.requests.read()
+        while not old & req:        # set_bit(): a compare-exchange loop, never an add
+            seen = self.requests.cmpxchg(old, old | req)
+            if seen == old:
+                break
+            old = seen
         with self.mode_lock:       # the vCPU is out of guest mode once we get this
             pass
 
@@ -141,7 +148,10 @@ class Vcpu:
             if hit is not None and write and fault.fast_page_fault(self, gfn):
                 self.tlb.pop(gfn, None)
                 continue
-            if fault.page_fault(self, gfn, write) == fault.MMIO:
+            t0 = time.perf_counter_ns()
+            res = fault.page_fault(self, gfn, write)
+            kvm.stats.note_block(self.name, "page_fault", time.perf_counter_ns() - t0)
+            if res == fault.MMIO:
                 return False
         raise RuntimeError(f"{self.name}: gfn {gfn:#x} still faulting after "
                            f"{_MAX_FAULT_RETRIES} retries (root {self.root!r})")
