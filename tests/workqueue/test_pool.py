@@ -70,7 +70,7 @@ def test_surplus_idle_workers_idle_out_leaving_one(mode, seed):
         def fn(w):
             running.append(1)
             gate.wait()
-        for i in range(4):
+        for _ in range(4):
             wqm.queue_work(wq, Work(fn))
         until(lambda: len(running) == 4, "four works running")
         peak = len(wq.pool.workers)
@@ -181,7 +181,7 @@ def test_destroy_drains_stops_the_workers_and_reports_later_queueing(mode, seed)
         wqm.set_pool_limits(max_workers=4)
         wq = wqm.alloc_workqueue("doomed", wqm.WQ_MEM_RECLAIM | wqm.WQ_UNBOUND)
         ran = []
-        for i in range(6):
+        for _ in range(6):
             wqm.queue_work(wq, Work(lambda w: (ksync.msleep(0.1), ran.append(1))))
         threads = [w.thread for w in wq.pool.workers] + [wq.rescuer.thread]
         wqm.destroy_workqueue(wq)
