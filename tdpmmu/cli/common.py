@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 from typing import Any
@@ -39,3 +40,82 @@ def positive_int(text: str) -> int:
     if n == 0:
         raise argparse.ArgumentTypeError("0 is not allowed here; give a count >= 1")
     return n
+
+
+def render_report(report: Any) -> str:
+    """A report as the command line prints it: ``kind: title`` then the full text.
+
+    Takes a ``ksync.Report`` or its ``to_dict()`` form (as campaigns store it).
+    """
+    if isinstance(report, dict):
+        kind, title, text = report.get("kind", ""), report.get("title", ""), report.get("text", "")
+    else:
+        kind, title, text = report.kind, report.title, report.text
+    body = "\n".join("    " + line if line else "" for line in str(text).splitlines())
+    return f"{kind}: {title}" + (f"\n{body}" if body else "")
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``--param name=value`` pairs; values are Python literals, else strings."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        name, eq, text = item.partition("=")
+        if not eq or not name.isidentifier():
+            raise UsageError(f"--param {item!r}: write it as NAME=VALUE (e.g. vcpus=4)")
+        try:
+            out[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[name] = text
+    return out
+
+
+def parse_checks(text: str | None) -> tuple[str, ...] | None:
+    """``--checks lockdep,races``; ``all`` (the default) or ``none``."""
+    if text is None or text == "all":
+        return None
+    if text == "none":
+        return ()
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    from ksync import ALL_CHECKS
+    unknown = [c for c in names if c not in ALL_CHECKS]
+    if unknown:
+        raise UsageError(f"--checks: unknown checker(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(ALL_CHECKS)}, or all / none")
+    return names
+
+
+def add_scenario_options(p: argparse.ArgumentParser, *, scenario_required: bool = True) -> None:
+    """--scenario, --zap, --bug, --param, --checks: what picks the program to run."""
+    p.add_argument("--scenario", required=scenario_required, metavar="NAME",
+                   help="the scenario to run (see `tdpmmu scenarios`)")
+    p.add_argument("--zap", default="async", metavar="MODE",
+                   help="how roots are zapped: sync (pre-5.18, inline), async (the zap "
+                        "worker; default) or preserve")
+    p.add_argument("--bug", action="append", default=[], metavar="NAME",
+                   help="switch a catalogued bug back on (repeatable; see `tdpmmu bugs`)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a scenario parameter (repeatable), e.g. --param vcpus=4")
+    p.add_argument("--checks", default=None, metavar="LIST",
+                   help="comma-separated checkers to enable (lockdep, races, uaf, refcount, "
+                        "atomic_sleep, hung), or all (default) or none")
+
+
+def check_scenario_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate the scenario options at once: one line and exit 2 for bad input."""
+    from ..bugs import UnknownBug
+    from ..harness import check_scenario_args
+    from ..scenarios import UnknownScenario
+    params = parse_params(args.param)
+    try:
+        check_scenario_args(args.scenario, args.zap, args.bug, params)
+    except (UnknownScenario, UnknownBug) as e:
+        raise UsageError(str(e)) from None
+    return params
+
+
+def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Make ``p`` report bad arguments as one line (and exit 2), not usage plus error."""
+    def error(message: str) -> None:
+        p.exit(EXIT_USAGE, f"{p.prog}: {message} (see {p.prog} --help)\n")
+    p.error = error  # type: ignore[method-assign]
+    return p

@@ -1,0 +1,97 @@
+"""Before a finding is reported: does it replay?  And its shortest schedule.
+
+``check_replay`` replays a failing run's schedule once.  If the replay
+diverges (a thread the schedule names is not runnable, or the program asks
+for more or fewer decisions) or files different reports, the run is flagged
+as *uncontrolled nondeterminism*: something in the program bypasses the
+runtime (an unseeded random, wall-clock time, a real lock).  The verdict names
+the step where the replay diverged; when the schedule fitted but the reports
+differ, two traced replays are compared to find the first differing event.
+
+``shrink`` runs ``ksync.minimise`` on a scenario's failing schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ksync
+from ksync.minimise import Minimised, minimise
+
+from ..harness import RunResult, run_scenario
+
+
+@dataclass
+class Verdict:
+    """``reproducible`` or not; ``divergence`` says where and how the replay differed."""
+
+    reproducible: bool
+    divergence: str = ""
+    step: int | None = None
+
+
+def result_signature(r: RunResult) -> list[tuple[str, str]]:
+    """What a replay must reproduce: each report's kind and title, and a crash's last line."""
+    sig = [(rep.kind, rep.title) for rep in r.reports]
+    if r.error:
+        sig.append(("error", r.error.splitlines()[-1]))
+    return sig
+
+
+Rerun = Callable[[str, bool], RunResult]
+
+
+def check_replay(rerun: Rerun, original: RunResult) -> Verdict:
+    """Replay ``original.schedule`` once through ``rerun(schedule, trace)``."""
+    try:
+        again = rerun(original.schedule, False)
+    except ksync.ReplayDivergence as e:
+        return Verdict(False, f"uncontrolled nondeterminism: {e}", e.step)
+    want, got = result_signature(original), result_signature(again)
+    if want == got:
+        return Verdict(True)
+    where = _first_trace_difference(rerun, original.schedule)
+    return Verdict(False, f"uncontrolled nondeterminism: the schedule replayed but the reports "
+                          f"differ ({_kinds(want)} then {_kinds(got)}){where[0]}", where[1])
+
+
+def _kinds(sig: list[tuple[str, str]]) -> str:
+    return "[" + ", ".join(k for k, _ in sig) + "]"
+
+
+def _first_trace_difference(rerun: Rerun, schedule: str) -> tuple[str, int | None]:
+    try:
+        a = rerun(schedule, True).trace or []
+        b = rerun(schedule, True).trace or []
+    except ksync.ReplayDivergence as e:
+        return f"; a traced replay diverged at decision {e.step}", e.step
+    for ea, eb in zip(a, b, strict=False):
+        if ea != eb:
+            return (f"; two traced replays first differ at step {ea[0]}: {ea[1:]} vs "
+                    f"{eb[1:]}", ea[0])
+    if len(a) != len(b):
+        return f"; traced replays differ in length ({len(a)} vs {len(b)} events)", None
+    return "", None
+
+
+def scenario_rerun(spec: Any, seed: int) -> Rerun:
+    """``rerun(schedule, trace)`` for run ``seed`` of campaign ``spec``."""
+    def rerun(schedule: str, trace: bool) -> RunResult:
+        return run_scenario(spec.scenario, zap=spec.zap, bugs=spec.bugs, params=spec.params,
+                            checks=spec.checks, seed=seed, schedule=schedule, trace=trace)
+    return rerun
+
+
+def shrink(spec: Any, seed: int, schedule: str, kind: str, steps: int, *,
+           max_attempts: int = 60, time_limit: float | None = 30.0) -> Minimised:
+    """Shrink a failing schedule of ``spec`` that files a ``kind`` report (see ksync.minimise)."""
+    budget = max(1000, 4 * steps)     # a candidate that spins cannot run away
+
+    def attempt(strategy: ksync.Strategy) -> tuple[bool, list[int]]:
+        r = run_scenario(spec.scenario, zap=spec.zap, bugs=spec.bugs, params=spec.params,
+                         checks=spec.checks, seed=seed, strategy=strategy, max_steps=budget)
+        return kind in r.kinds(), ksync.decode_schedule(r.schedule)
+
+    return minimise(attempt, schedule, max_attempts=max_attempts, time_limit=time_limit)

@@ -1,0 +1,53 @@
+"""What a worker process does: one run, or one shrink, turned into a JSON record.
+
+Functions here are top-level so that any ``concurrent.futures`` executor can
+pickle them.  Records are plain dicts, one JSON line each in the results file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ..harness import run_scenario
+from .spec import CampaignSpec
+from .verify import check_replay, scenario_rerun, shrink
+
+log = logging.getLogger("tdpmmu.campaign")
+
+
+def run_one(spec_dict: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Run seed ``seed`` of the campaign; replay a finding once before reporting it."""
+    spec = CampaignSpec.from_dict(spec_dict)
+    t0 = time.perf_counter()
+    r = run_scenario(spec.scenario, zap=spec.zap, bugs=spec.bugs, params=spec.params,
+                     checks=spec.checks, seed=seed, strategy=spec.strategy_spec())
+    rec: dict[str, Any] = {"type": "run", "seed": seed, "clean": r.clean, "steps": r.steps,
+                           "decisions": r.decisions,
+                           "seconds": round(time.perf_counter() - t0, 6)}
+    if r.clean:
+        return rec
+    verdict = check_replay(scenario_rerun(spec, seed), r)
+    reports = [{"kind": x.kind, "title": x.title, "text": x.text} for x in r.reports]
+    if r.error:
+        reports.append({"kind": "error", "title": r.error.splitlines()[-1], "text": r.error})
+    rec.update(schedule=r.schedule, reports=reports, reproducible=verdict.reproducible,
+               divergence=verdict.divergence, divergence_step=verdict.step)
+    log.info("seed %d: %s%s", seed, ", ".join(f"{x['kind']}: {x['title']}" for x in reports),
+             "" if verdict.reproducible else f" [{verdict.divergence}]")
+    return rec
+
+
+def shrink_one(spec_dict: dict[str, Any], seed: int, schedule: str, kind: str,
+               steps: int, time_limit: float = 30.0) -> dict[str, Any]:
+    """Shrink the schedule of finding ``seed`` (kept failing with a ``kind`` report)."""
+    spec = CampaignSpec.from_dict(spec_dict)
+    m = shrink(spec, seed, schedule, kind, steps, time_limit=time_limit)
+    log.info("seed %d: schedule shrunk from %d to %d decisions, %d to %d preemptions "
+             "(%d runs)", seed, m.original_decisions, m.decisions, m.original_preemptions,
+             m.preemptions, m.attempts)
+    return {"type": "minimised", "seed": seed, "schedule": m.schedule,
+            "decisions": m.decisions, "preemptions": m.preemptions,
+            "original_decisions": m.original_decisions,
+            "original_preemptions": m.original_preemptions, "attempts": m.attempts}
