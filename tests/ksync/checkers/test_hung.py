@@ -1,0 +1,154 @@
+"""The hung-task watchdog: free-mode blocked threads, controlled-mode stalls.
+
+No assertion here depends on how fast the machine is: a test that expects a
+report waits (boundedly) until the watchdog files it; a test that expects
+silence uses waits far below the threshold or waits the watchdog skips.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import ksync
+
+from .util import get_checker, kinds, of_kind
+
+HUNG = ("hung",)
+_BOUND_S = 30.0         # how long a test waits for the watchdog before failing
+
+
+def _await_report(rt: ksync.Runtime, kind: str = "hung-task") -> None:
+    """Spin (outside ksync, so the thread stays 'running') until a report arrives."""
+    deadline = time.monotonic() + _BOUND_S
+    while not any(r.kind == kind for r in rt.reports):
+        assert time.monotonic() < deadline, "the watchdog never reported"
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("seed", range(3))
+def test_a_thread_blocked_on_a_lock_past_the_threshold_is_reported_with_every_stack(seed):
+    with ksync.Runtime(mode="free", seed=seed, checks=HUNG) as rt:
+        get_checker(rt, "hung").timeout_s = 0.2
+        lock = ksync.Mutex("kvm->slots_lock")
+        taken = ksync.Completion("taken")
+
+        def holder():
+            with lock:
+                taken.complete()
+                _await_report(rt)          # holds the mutex until the watchdog spoke
+
+        def waiter():
+            taken.wait()
+            with lock:
+                pass
+        h = rt.spawn(holder, name="holder")
+        w = rt.spawn(waiter, name="waiter")
+        h.join()
+        w.join()
+    (r,) = of_kind(rt, "hung-task")
+    assert r.thread == "waiter"
+    for piece in ("INFO: task waiter:2 blocked for more than 0.2 seconds.",
+                  "on mutex kvm->slots_lock, held by holder/1",
+                  '"KSYNC_HUNG_TIMEOUT=0" disables this message.',
+                  "task:waiter", "state:D", "Call Trace:",
+                  "Showing all locks held in the system:",
+                  "1 lock held by holder/1:", " #0: (kvm->slots_lock){write}",
+                  "Showing all tasks:", "task:main", "task:holder", "task:waiter",
+                  "test_hung.py"):
+        assert piece in r.text, piece
+    assert r.data["holders"] == ["holder"] and r.data["waited_s"] >= 0.2
+
+
+@pytest.mark.timeout(60)
+def test_a_thread_waiting_for_a_completion_is_reported_once_per_wait():
+    with ksync.Runtime(mode="free", checks=HUNG) as rt:
+        get_checker(rt, "hung").timeout_s = 0.1
+        never = ksync.Completion("never")
+
+        def waiter():
+            never.wait()
+        w = rt.spawn(waiter, name="waiter")
+        _await_report(rt)
+        time.sleep(0.3)                    # more polls of the same wait: no new report
+        never.complete()
+        w.join()
+    assert kinds(rt) == ["hung-task"]
+    assert "waiting" in rt.reports[0].text and "completion never" in rt.reports[0].text
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("seed", range(5))
+def test_short_lock_waits_are_silent(seed):
+    with ksync.Runtime(mode="free", seed=seed, checks=HUNG, noise=0.3) as rt:
+        lock = ksync.SpinLock("L")
+        cell = ksync.Shared("cell", 0)
+
+        def worker():
+            for _ in range(50):
+                with lock:
+                    cell.write(cell.read() + 1)
+        for t in [rt.spawn(worker, name=f"w{i}") for i in range(3)]:
+            t.join()
+    assert rt.reports == []
+
+
+@pytest.mark.timeout(60)
+def test_joining_a_thread_that_runs_past_the_threshold_is_progress_not_a_hang():
+    with ksync.Runtime(mode="free", checks=HUNG) as rt:
+        get_checker(rt, "hung").timeout_s = 0.2
+
+        def busy():
+            end = time.monotonic() + 0.6       # runs (never blocks) past the threshold
+            while time.monotonic() < end:
+                time.sleep(0.01)
+        rt.spawn(busy, name="busy").join()
+    assert rt.reports == []
+
+
+@pytest.mark.timeout(60)
+def test_controlled_mode_reports_a_thread_that_never_reaches_a_scheduling_point():
+    with ksync.Runtime(mode="controlled", checks=HUNG) as rt:
+        get_checker(rt, "hung").timeout_s = 0.2
+
+        def spinner():
+            _await_report(rt)                  # pure Python: no scheduling point
+        rt.spawn(spinner, name="spinner").join()
+    (r,) = of_kind(rt, "hung-task")
+    assert r.thread == "spinner"
+    assert "ran for more than 0.2 seconds without reaching a scheduling point" in r.text
+    assert "Showing all tasks:" in r.text and "_await_report" in r.text
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_controlled_mode_leaves_a_stuck_run_to_the_deadlock_detector(seed):
+    with ksync.Runtime(mode="controlled", seed=seed, checks=HUNG) as rt:
+        never = ksync.Completion("never")
+        rt.spawn(never.wait, name="waiter")
+    assert kinds(rt) == ["deadlock"]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_clean_controlled_run_is_silent(seed):
+    with ksync.Runtime(mode="controlled", seed=seed, checks=HUNG) as rt:
+        lock = ksync.Mutex("M")
+
+        def worker():
+            for _ in range(5):
+                with lock:
+                    ksync.msleep(1)
+        for t in [rt.spawn(worker) for _ in range(3)]:
+            t.join()
+    assert rt.reports == []
+
+
+def test_the_threshold_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("KSYNC_HUNG_TIMEOUT", "0.25")
+    with ksync.Runtime(mode="free", checks=HUNG) as rt:
+        assert get_checker(rt, "hung").timeout_s == 0.25
+    monkeypatch.setenv("KSYNC_HUNG_TIMEOUT", "0")
+    with ksync.Runtime(mode="free", checks=HUNG) as rt:
+        hung = get_checker(rt, "hung")
+        assert hung.timeout_s == 0 and hung._thread is None
