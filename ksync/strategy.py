@@ -92,8 +92,8 @@ def decode_schedule(text: str) -> list[int]:
         return []
     out: list[int] = []
     for pos, tok in enumerate(text.split(".")):
-        tid, _, count = tok.partition("x")
-        if not tid.isdigit() or (count and not count.isdigit()) or count == "0":
+        tid, x, count = tok.partition("x")
+        if not tid.isdigit() or (x and not count.isdigit()) or count == "0":
             raise KsyncError(f"unreadable schedule string: token {pos} {tok!r} "
                              "is not <thread>[x<count>]")
         out.extend([int(tid)] * (int(count) if count else 1))

@@ -1,0 +1,132 @@
+"""Campaigns: results as they arrive, resume after a kill, findings and their replays."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tdpmmu.campaign import CampaignSpec, run_campaign
+from tdpmmu.campaign.runner import CampaignError
+from tdpmmu.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _records(out: Path) -> list[dict]:
+    recs = []
+    for line in (out / "results.jsonl").read_text().splitlines():
+        try:
+            recs.append(json.loads(line))
+        except ValueError:
+            pass
+    return recs
+
+
+@pytest.mark.timeout(60)
+def test_campaign_stores_every_run_and_reports_distinct_findings(toys, tmp_path):
+    spec = CampaignSpec("toy_lost_update", runs=30, seed=100)
+    o = run_campaign(spec, tmp_path, jobs=2)
+    doc = o.to_json()
+    assert {"runs", "clean", "executions_per_second", "findings"} <= doc.keys()
+    assert doc["runs"] == 30 and 0 < doc["clean"] < 30
+    [f] = doc["findings"]
+    assert {"kind", "title", "seed", "schedule", "replay_command"} <= f.keys()
+    assert (f["kind"], f["title"]) == ("warn", "lost update")
+    assert f["reproducible"] and f["count"] == 30 - doc["clean"]
+    recs = _records(tmp_path)
+    assert recs[0]["type"] == "campaign"
+    assert sorted(r["seed"] for r in recs if r["type"] == "run") == list(range(100, 130))
+    shrunk = [r for r in recs if r["type"] == "minimised"]
+    assert len(shrunk) == 1 and shrunk[0]["decisions"] <= shrunk[0]["original_decisions"]
+    assert f["schedule"] == shrunk[0]["schedule"]
+
+
+def test_replay_command_of_a_finding_reproduces_its_report(toys, tmp_path, capsys):
+    o = run_campaign(CampaignSpec("toy_lost_update", runs=20, strategy="pct", depth=2),
+                     tmp_path, jobs=1)
+    f = o.findings[0]
+    argv = shlex.split(f.replay_command)
+    assert argv[:2] == ["tdpmmu", "replay"]
+    assert main(argv[1:] + ["--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert [(r["kind"], r["title"]) for r in doc["reports"]] == [(f.kind, f.title)]
+    assert doc["schedule"] == f.schedule
+
+
+def test_campaign_flags_findings_that_do_not_replay(toys, tmp_path):
+    o = run_campaign(CampaignSpec("toy_flaky", runs=40), tmp_path, jobs=2, minimise=False)
+    flaky = [f for f in o.findings if not f.reproducible]
+    assert flaky, [f.to_json() for f in o.findings]
+    assert all("uncontrolled nondeterminism" in f.divergence for f in flaky)
+    assert all("divergence" in f.to_json() for f in flaky)
+
+
+def test_existing_results_need_resume_and_the_same_campaign(toys, tmp_path):
+    run_campaign(CampaignSpec("toy_lost_update", runs=3), tmp_path, minimise=False)
+    with pytest.raises(CampaignError, match="--resume"):
+        run_campaign(CampaignSpec("toy_lost_update", runs=3), tmp_path)
+    with pytest.raises(CampaignError, match="another campaign.*seed"):
+        run_campaign(CampaignSpec("toy_lost_update", runs=3, seed=9), tmp_path, resume=True)
+
+
+def test_time_limit_stops_handing_out_runs_and_resume_finishes(toys, tmp_path):
+    spec = CampaignSpec("toy_lost_update", runs=100_000, params={"spin": 50})
+    o = run_campaign(spec, tmp_path, jobs=2, time_limit=0.5, minimise=False)
+    assert not o.complete and 0 < o.runs < 100_000
+    small = CampaignSpec("toy_lost_update", runs=o.runs + 5, params={"spin": 50})
+    o2 = run_campaign(small, tmp_path, jobs=2, resume=True, minimise=False)
+    assert o2.complete and o2.runs == o.runs + 5 and o2.session_runs == 5
+
+
+def test_log_is_written_by_the_manager_and_the_workers(toys, tmp_path):
+    run_campaign(CampaignSpec("toy_lost_update", runs=12), tmp_path, jobs=2, minimise=False)
+    lines = (tmp_path / "campaign.log").read_text().splitlines()
+    pids = {ln.split()[2] for ln in lines}
+    assert any("campaign done" in ln for ln in lines)
+    assert any("lost update" in ln for ln in lines)
+    assert len(pids) >= 2
+
+
+@pytest.mark.timeout(90)
+def test_campaign_killed_midway_loses_no_finished_result_and_resumes(tmp_path):
+    out = tmp_path / "c"
+    driver = ("import sys; sys.path.insert(0, sys.argv[1])\n"
+              "from tests.campaign.toyscenario import register; register()\n"
+              "from tdpmmu.cli import main\n"
+              "sys.exit(main(['fuzz', '--scenario', 'toy_lost_update', '--param', 'spin=100',"
+              " '--runs', '150', '--jobs', '2', '--out', sys.argv[2], '-q']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", driver, str(ROOT), str(out)],
+                            start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            path = out / "results.jsonl"
+            if path.exists() and path.read_text().count("\n") >= 20:
+                break
+            assert proc.poll() is None, "the campaign ended before it could be killed"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    before = {r["seed"]: r for r in _records(out) if r["type"] == "run"}
+    assert 20 <= len(before) < 150
+
+    from .toyscenario import toy_scenarios
+    with toy_scenarios():
+        o = run_campaign(CampaignSpec("toy_lost_update", runs=150, params={"spin": 100}),
+                         out, jobs=2, resume=True, minimise=False)
+    after = [r for r in _records(out) if r["type"] == "run"]
+    seeds = [r["seed"] for r in after]
+    assert sorted(seeds) == list(range(150)), "every seed exactly once"
+    assert o.session_runs == 150 - len(before) and o.complete
+    for r in after:
+        if r["seed"] in before:
+            assert r == before[r["seed"]]
