@@ -51,8 +51,8 @@ def page_fault(vcpu: Vcpu, gfn: int, write: bool) -> str:
     """
     kvm = vcpu.kvm
     slot = kvm.memslots[vcpu.as_id].find(gfn)
-    if slot is None:
-        return MMIO
+    if slot is None or (write and slot.flags & KVM_MEM_READONLY):
+        return MMIO           # userspace handles it (KVM_EXIT_MMIO)
     kvm.stats.count("faults")
     if slot.invalid:
         # Kernel: kvm_faultin_pfn() on a KVM_MEMSLOT_INVALID slot — retry
