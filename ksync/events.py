@@ -147,11 +147,18 @@ class TraceRecorder(Checker):
         self._lock = threading.Lock()
         self._watched: list[tuple[Any, str, StateProbe, dict[str, str]]] = []
         self._nreports = 0
+        self._last = ""
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
         rt = self.rt
         with self._lock:
             now = rt.now_ns()
+            if self._watched and t.name != self._last:
+                # A thread switched in resumes at a scheduling point and emits
+                # at once, so a change seen now was made by the one that ran
+                # before it, after that thread's last event.
+                self._probe(self._last, now, freed=None)
+            self._last = t.name
             self._add(rt.step, now, t.name, kind, obj_name(obj), _short(arg))
             if kind == ALLOC and _STATE_PROBES:
                 self._watch(obj)
