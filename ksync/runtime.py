@@ -298,10 +298,16 @@ class Runtime:
     def _check_held_at_exit(self, t: KThread) -> None:
         if t.held and "lockdep" in self.checks and not self.aborting:
             names = ", ".join(f"{getattr(lk, 'name', lk)} ({mode})" for lk, mode in t.held)
-            self.report("lock-held-at-exit", f"lock held when thread {t.name} exited",
-                        f"WARNING: lock held when returning to user space!\n"
-                        f"{t.name}/{t.tid} is leaving the kernel with locks still held!\n"
-                        f"held: {names}", thread=t)
+            try:
+                self.report("lock-held-at-exit", f"lock held when thread {t.name} exited",
+                            f"WARNING: lock held when returning to user space!\n"
+                            f"{t.name}/{t.tid} is leaving the kernel with locks still held!\n"
+                            f"held: {names}", thread=t)
+            except ReportError as e:
+                # Strict mode: the exit must still complete (or joiners hang),
+                # so the report becomes the thread's failure instead.
+                if t.exc is None:
+                    t.exc = e
 
     # ------------------------------------------------------------------ events
     def emit(self, t: KThread, kind: str, obj: Any, arg: Any = None) -> None:
