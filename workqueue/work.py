@@ -17,6 +17,10 @@ A work is in at most one of these states at a time, plus possibly running:
 ``_seq`` it saw when it started (``_run_seq``).  ``flush_work`` waits until
 no queueing made before it began is still pending or running.
 
+Happens-before (for the race detector): ``queue_work`` releases to the work
+and a run acquires it when it starts; a run releases to ``done_hb`` when it
+ends and the next run, ``flush_work`` and ``cancel_work_sync`` acquire it.
+
 Field rules: "I" = set at creation; every other field is under ``rt.big``.
 """
 

@@ -154,3 +154,14 @@ def test_queue_work_is_fine_in_atomic_context(mode, seed):
         wqm.destroy_workqueue(wq)
     rt, _ = run(body, mode, seed, checks=("atomic_sleep", "lockdep"))
     assert kinds(rt) == []
+
+
+@pytest.mark.parametrize("mode,seed", cases())
+def test_a_work_flushing_itself_is_reported(mode, seed):
+    def body(rt):
+        wq = wqm.alloc_workqueue("q")
+        wqm.queue_work(wq, Work(lambda w: wqm.flush_work(w), name="narcissus"))
+        wqm.flush_workqueue(wq)
+    rt, _ = run(body, mode, seed, checks=LOCKDEP)
+    assert kinds(rt) == ["recursive-locking", "deadlock"]
+    assert "(work_completion)narcissus" in rt.reports[0].title
