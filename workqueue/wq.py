@@ -312,10 +312,12 @@ def queue_work(wq: Any, work: Work) -> bool:
     if refused:
         report_refused(rt, t, wq, work, refused)
         return False
+    if rt.listeners:
+        # Before the worker starts: a new worker may run at once, and a trace
+        # must show the queueing before the work's start.
+        rt.emit(t, events.CUSTOM, work, ("queue_work", wq.name, work.name))
     if spawn is not None:
         start_worker(rt, spawn)
-    if rt.listeners:
-        rt.emit(t, events.CUSTOM, work, ("queue_work", wq.name, work.name))
     return True
 
 
