@@ -1,0 +1,160 @@
+"""Campaign throughput and runs-to-first-finding (issue 6).
+
+Run: ``python benchmarks/bench_campaign.py [--runs N] [--cap C] [--json]``.
+
+* executions per second on the reference scenario (``root_reload_storm`` with
+  4 vCPUs, the zap worker and the RCU thread, about 200 scheduling steps,
+  every checker on): on one core (runs in this process) and on all cores
+  (a ``tdpmmu fuzz``-style campaign with one worker process per CPU), and the
+  scaling efficiency ``rate_all / (cores * rate_one)``;
+* CPU per run with no checker and each checker alone (where the time goes);
+* a run with 16 vCPUs (20 managed threads) to show the thread count scales;
+* for each catalogued bug whose scenario exists, the runs random walk and
+  PCT need before the bug's expected report first appears (mean over a few
+  campaigns with different first seeds, capped).
+
+Figures go to BENCHMARKS.md, section "Campaigns (issue 6)".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ksync import ALL_CHECKS
+from tdpmmu.bugs import CATALOGUE
+from tdpmmu.campaign import CampaignSpec, run_campaign
+from tdpmmu.harness import estimate_steps, run_scenario
+from tdpmmu.scenarios import SCENARIOS
+
+REFERENCE = ("root_reload_storm", {"vcpus": 4, "pages": 4, "reloads": 1})
+
+
+def one_core(runs: int, params: dict[str, Any], checks: Any = None,
+             strategy: str = "random") -> dict[str, float]:
+    """Runs in this process, back to back: wall and CPU per run."""
+    name = REFERENCE[0]
+    run_scenario(name, params=params, checks=checks)      # warm imports and caches
+    steps = 0
+    c0, w0 = time.process_time(), time.perf_counter()
+    for seed in range(runs):
+        steps += run_scenario(name, seed=seed, params=params, checks=checks,
+                              strategy=strategy).steps
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return {"exec_per_s": runs / wall, "cpu_ms_per_run": cpu / runs * 1e3,
+            "wall_ms_per_run": wall / runs * 1e3, "steps_per_run": steps / runs}
+
+
+def all_cores(runs_per_core: int) -> dict[str, float]:
+    jobs = os.cpu_count() or 1
+    spec = CampaignSpec(REFERENCE[0], params=dict(REFERENCE[1]), runs=runs_per_core * jobs)
+    with tempfile.TemporaryDirectory() as d:
+        o = run_campaign(spec, Path(d), jobs=jobs, minimise=False)
+    return {"jobs": jobs, "exec_per_s": o.executions_per_second}
+
+
+def checker_costs(runs: int) -> dict[str, float]:
+    """CPU ms per reference run with no checker, each alone, and all (best of 3)."""
+    out = {}
+    for label, checks in [("none", ()), *((c, (c,)) for c in ALL_CHECKS), ("all", None)]:
+        out[label] = min(one_core(runs, REFERENCE[1], checks)["cpu_ms_per_run"]
+                         for _ in range(3))
+    return out
+
+
+def threads16(runs: int) -> dict[str, float]:
+    params = {"vcpus": 16, "pages": 32, "reloads": 1}
+    r = run_scenario(REFERENCE[0], params=params, keep_runtime=True)
+    res = one_core(runs, params)
+    return {"managed_threads": len(r.runtime.threads), **res}
+
+
+def runs_to_first(bug: Any, strategy: str, base: int, cap: int, k: int | None) -> int | None:
+    spec = "random" if strategy == "random" else f"pct:d=3,k={k}"
+    for n in range(cap):
+        r = run_scenario(bug.scenario, bugs=(bug.name,), seed=base + n, strategy=spec)
+        if bug.expected_kind in r.kinds():
+            return n + 1
+    return None
+
+
+def findings(cap: int, campaigns: int) -> list[dict[str, Any]]:
+    rows = []
+    for bug in CATALOGUE:
+        if bug.scenario not in SCENARIOS or bug.expected_kind == "latency":
+            rows.append({"bug": bug.name, "scenario": bug.scenario, "skipped":
+                         "latency bug (tdpmmu stall)" if bug.expected_kind == "latency"
+                         else "scenario not in this tree yet"})
+            continue
+        k = estimate_steps(bug.scenario, bugs=(bug.name,))
+        row: dict[str, Any] = {"bug": bug.name, "scenario": bug.scenario,
+                               "kind": bug.expected_kind, "k": k}
+        for strategy in ("random", "pct"):
+            got = [runs_to_first(bug, strategy, 10_000 * (i + 1), cap, k)
+                   for i in range(campaigns)]
+            found = [g for g in got if g is not None]
+            row[strategy] = {"found": len(found), "of": campaigns,
+                             "mean_runs": statistics.mean(found) if found else None}
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=100, help="runs per throughput figure")
+    ap.add_argument("--cap", type=int, default=60, help="runs-to-first-finding cap")
+    ap.add_argument("--campaigns", type=int, default=3, help="campaigns per bug and strategy")
+    ap.add_argument("--skip-findings", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    res: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                           "load": os.getloadavg()[0]}
+    res["one_core"] = one_core(a.runs, REFERENCE[1])
+    res["one_core_pct"] = one_core(a.runs, REFERENCE[1], strategy="pct:d=3,k=200")
+    res["all_cores"] = all_cores(a.runs)
+    res["all_cores"]["efficiency"] = res["all_cores"]["exec_per_s"] / (
+        res["all_cores"]["jobs"] * res["one_core"]["exec_per_s"])
+    res["checker_cpu_ms"] = checker_costs(max(10, a.runs // 5))
+    res["threads16"] = threads16(max(5, a.runs // 10))
+    if not a.skip_findings:
+        res["first_finding"] = findings(a.cap, a.campaigns)
+    if a.json:
+        print(json.dumps(res, indent=2))
+        return
+    o, m = res["one_core"], res["all_cores"]
+    print(f"reference {REFERENCE}: {o['steps_per_run']:.0f} steps/run")
+    print(f"one core : {o['exec_per_s']:.1f} exec/s (wall {o['wall_ms_per_run']:.1f} ms, "
+          f"CPU {o['cpu_ms_per_run']:.1f} ms per run)")
+    p = res["one_core_pct"]
+    print(f"one core, PCT d=3: {p['exec_per_s']:.1f} exec/s (wall {p['wall_ms_per_run']:.1f} ms, "
+          f"CPU {p['cpu_ms_per_run']:.1f} ms per run)")
+    print(f"all cores: {m['exec_per_s']:.1f} exec/s with {m['jobs']} jobs, "
+          f"efficiency {m['efficiency']:.0%}")
+    print("CPU ms/run by checker: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in res["checker_cpu_ms"].items()))
+    t = res["threads16"]
+    print(f"16 vCPUs: {t['managed_threads']} managed threads, {t['exec_per_s']:.1f} exec/s, "
+          f"{t['steps_per_run']:.0f} steps/run")
+    for row in res.get("first_finding", []):
+        if "skipped" in row:
+            print(f"{row['bug']}: skipped ({row['skipped']})")
+            continue
+        cells = []
+        for s in ("random", "pct"):
+            c = row[s]
+            mean = "-" if c["mean_runs"] is None else f"{c['mean_runs']:.1f}"
+            cells.append(f"{s} {c['found']}/{c['of']} found, mean {mean} runs")
+        print(f"{row['bug']} ({row['scenario']}, {row['kind']}, k={row['k']}): "
+              + "; ".join(cells))
+    print(f"load average at start: {res['load']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
