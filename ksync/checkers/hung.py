@@ -123,31 +123,35 @@ class HungTask(ev.Checker):
     def _report_blocked(self, t: Any, obj: Any, desc: str, waited: float,
                         timeout: float) -> None:
         holders = ", ".join(f"{h.name}/{h.tid}" for h in holders_of(obj)) or "nobody"
+        stack = _os_stack(t)
         lines = [f"INFO: task {t.name}:{t.tid} blocked for more than {timeout:g} seconds.",
                  f"      waiting {waited:.2f} s on {desc}, held by {holders}",
                  '"KSYNC_HUNG_TIMEOUT=0" disables this message.',
                  f"task:{t.name:<15} state:D pid:{t.tid}",
-                 "Call Trace:", _os_stack(t), ""]
+                 "Call Trace:", stack, ""]
         lines += self._all_locks() + ["", "Showing all tasks:", self.rt.dump_stacks()]
         self.rt.report("hung-task",
                        f"task {t.name} blocked for more than {timeout:g} seconds on {desc}",
                        "\n".join(lines), thread=t, waiting_on=desc, waited_s=round(waited, 3),
-                       holders=[h.name for h in holders_of(obj)])
+                       holders=[h.name for h in holders_of(obj)],
+                       stack=[ln.strip() for ln in stack.splitlines()])
 
     def _report_stall(self, stalled: float) -> None:
         rt = self.rt
         cur = getattr(rt, "_current", None)   # the thread the controlled scheduler runs
         who = f"{cur.name}:{cur.tid}" if cur is not None else "?"
+        stack = _os_stack(cur) if cur is not None else " <no stack>"
         lines = [f"INFO: task {who} ran for more than {self.timeout_s:g} seconds without "
                  "reaching a scheduling point (controlled mode).",
                  f"      no scheduling point for {stalled:.2f} s after step {rt.step}; every "
                  "other thread waits for it to yield",
-                 "Call Trace:", _os_stack(cur) if cur is not None else "  ?", ""]
+                 "Call Trace:", stack, ""]
         lines += self._all_locks() + ["", "Showing all tasks:", rt.dump_stacks()]
         rt.report("hung-task",
                   f"task {who} made no scheduling point for more than {self.timeout_s:g} "
                   "seconds (controlled mode)", "\n".join(lines), thread=cur,
-                  step=rt.step, stalled_s=round(stalled, 3))
+                  step=rt.step, stalled_s=round(stalled, 3),
+                  stack=[ln.strip() for ln in stack.splitlines()])
 
     def _all_locks(self) -> list[str]:
         out = ["Showing all locks held in the system:"]

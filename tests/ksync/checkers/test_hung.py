@@ -60,6 +60,7 @@ def test_a_thread_blocked_on_a_lock_past_the_threshold_is_reported_with_every_st
                   "test_hung.py"):
         assert piece in r.text, piece
     assert r.data["holders"] == ["holder"] and r.data["waited_s"] >= 0.2
+    assert any(ln.endswith(" waiter") for ln in r.data["stack"])
 
 
 @pytest.mark.timeout(60)
@@ -120,6 +121,7 @@ def test_controlled_mode_reports_a_thread_that_never_reaches_a_scheduling_point(
     assert r.thread == "spinner"
     assert "ran for more than 0.2 seconds without reaching a scheduling point" in r.text
     assert "Showing all tasks:" in r.text and "_await_report" in r.text
+    assert any(ln.endswith(" spinner") for ln in r.data["stack"])
 
 
 @pytest.mark.parametrize("seed", range(10))
