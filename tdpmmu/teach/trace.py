@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from ksync import events as ev
 
+from .probes import split_value
 from .record import Trace, is_pseudo_lock, lock_label, short_name
 
 #: Objects whose events a trace leaves out unless asked (``hide=()`` shows them).
@@ -157,9 +158,10 @@ class _Summariser:
         if fld == "invalid":
             self.add(step, th, f"{short_name(name)} {'invalid' if arg == 'yes' else 'valid'}")
             return
+        value, th = split_value(arg, th)
         before = self.totals.get(obj, 0)
-        self.totals[obj] = int(arg)
-        delta = int(arg) - before
+        self.totals[obj] = value
+        delta = value - before
         if delta <= 0:
             return
         if fld == "zapped_sptes":
@@ -243,11 +245,17 @@ def _compress(rows: list[Row]) -> list[Row]:
 
 
 def render_trace(trace: Trace, *, width: int = 21, hide: Iterable[str] = DEFAULT_HIDE,
-                 max_rows: int | None = None, legend: bool = True) -> str:
-    """The column-per-thread text of ``trace``; ``width`` is each column's width."""
+                 max_rows: int | None = None, legend: bool = True,
+                 window: tuple[int, int] | None = None) -> str:
+    """The column-per-thread text of ``trace``; ``width`` is each column's width.
+
+    ``window=(first, last)`` keeps only the rows of scheduling steps in that range.
+    """
     if width < 8:
         raise ValueError(f"render_trace(width={width}): columns need at least 8 characters")
     rows = summarise(trace, hide)
+    if window is not None:
+        rows = [r for r in rows if window[0] <= r.step <= window[1]]
     threads = [t for t in trace.threads
                if any(r.thread == t and r.text not in ("start", "exit") for r in rows)]
     col = {t: i for i, t in enumerate(threads)}
