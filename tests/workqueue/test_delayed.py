@@ -93,15 +93,17 @@ def test_cancel_delayed_work_sync_disarms_the_timer(mode, seed):
         wq = wqm.alloc_workqueue("q")
         ran = []
         dw = DelayedWork(lambda w: ran.append(1))
-        wqm.queue_delayed_work(wq, dw, 2)
+        wqm.queue_delayed_work(wq, dw, 60_000)
         was = wqm.cancel_delayed_work_sync(dw)
         state = (dw.pending, dw.timer_pending)
-        ksync.msleep(5)                                 # past the old deadline
+        if mode == "controlled":
+            ksync.msleep(60_001)                        # past the old deadline, virtually
+        fired = wqm.flush_delayed_work(dw)              # would fire a timer still armed
         again = wqm.cancel_delayed_work(dw)
         wqm.destroy_workqueue(wq)
-        return was, state, len(ran), again
+        return was, state, fired, len(ran), again
     rt, res = run(body, mode, seed)
-    assert res == (True, (False, False), 0, False)
+    assert res == (True, (False, False), False, 0, False)
     assert kinds(rt) == []
 
 
@@ -126,8 +128,9 @@ def test_flush_delayed_work_fires_an_armed_timer_now(mode, seed):
     assert kinds(rt) == []
 
 
-@pytest.mark.parametrize("mode,seed", cases())
-def test_timer_firing_on_a_destroyed_queue_is_reported(mode, seed):
+@pytest.mark.parametrize("seed", range(5))
+def test_timer_firing_on_a_destroyed_queue_is_reported(seed):
+    # Controlled mode only: in free mode the timer may beat destroy_workqueue.
     def body(rt):
         wq = wqm.alloc_workqueue("gone")
         ran = []
@@ -136,10 +139,27 @@ def test_timer_firing_on_a_destroyed_queue_is_reported(mode, seed):
         wqm.destroy_workqueue(wq)       # does not cancel timers, as in the kernel
         ksync.msleep(5)
         return len(ran), dw.pending
-    rt, res = run(body, mode, seed)
+    rt, res = run(body, "controlled", seed)
     assert res == (0, False)
     assert kinds(rt) == ["warn"]
     assert "late queued on destroyed workqueue gone" in rt.reports[0].title
+
+
+@pytest.mark.parametrize("mode,seed", cases())
+def test_flushing_a_delayed_work_armed_for_a_destroyed_queue_is_reported(mode, seed):
+    def body(rt):
+        wq = wqm.alloc_workqueue("gone")
+        ran = []
+        dw = DelayedWork(lambda w: ran.append(1), name="late")
+        wqm.queue_delayed_work(wq, dw, 3_600_000)
+        wqm.destroy_workqueue(wq)
+        waited = wqm.flush_delayed_work(dw)     # fires the timer now: refused
+        return waited, len(ran), dw.pending
+    rt, res = run(body, mode, seed)
+    assert res == (False, 0, False)
+    assert kinds(rt) == ["warn"]
+    assert "late queued on destroyed workqueue gone" in rt.reports[0].title
+    assert "test_delayed.py" in rt.reports[0].text
 
 
 def test_bad_delay_is_an_error_naming_the_work():

@@ -147,10 +147,13 @@ def test_queue_work_is_fine_in_atomic_context(mode, seed):
         spin = ksync.SpinLock("kvm->mmu_lock")
         wq = wqm.alloc_workqueue("q")
         w = Work(lambda w: None)
+        dw = wqm.DelayedWork(lambda w: None)
         with spin:
             wqm.queue_work(wq, w)
             wqm.cancel_work(w)
-            wqm.queue_delayed_work(wq, wqm.DelayedWork(lambda w: None), 1)
+            wqm.queue_delayed_work(wq, dw, 60_000)
+            wqm.mod_delayed_work(wq, dw, 30_000)
+            wqm.cancel_delayed_work(dw)
         wqm.destroy_workqueue(wq)
     rt, _ = run(body, mode, seed, checks=("atomic_sleep", "lockdep"))
     assert kinds(rt) == []
