@@ -145,8 +145,10 @@ class Vcpu:
                     kvm.host.access(hit[0], gfn, write)
                     self.accesses += 1
                     return True
+            # The CPU drops the faulting translation from its TLB, so a stale
+            # read-only entry cannot make the access fault forever.
+            self.tlb.pop(gfn, None)
             if hit is not None and write and fault.fast_page_fault(self, gfn):
-                self.tlb.pop(gfn, None)
                 continue
             t0 = time.perf_counter_ns()
             res = fault.page_fault(self, gfn, write)
