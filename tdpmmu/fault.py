@@ -27,6 +27,7 @@ from .spte import (
     is_leaf,
     spte_pfn,
 )
+from .zapper import note_spte_writes
 
 if TYPE_CHECKING:
     from .root import Root
@@ -83,6 +84,7 @@ def page_fault(vcpu: Vcpu, gfn: int, write: bool) -> str:
                                   on_zap=lambda: zapped.append(True))
         finally:
             rcu_read_unlock()
+        note_spte_writes(vcpu.root, atomic=True)
         if zapped:
             # A huge mapping was replaced by a table, or a table by a huge
             # mapping: other vCPUs may cache the old translation.
@@ -116,6 +118,7 @@ def fast_page_fault(vcpu: Vcpu, gfn: int) -> bool:
             return False
         if not page.cmpxchg(i, old, old | WRITABLE | DIRTY):
             return False
+        note_spte_writes(root, atomic=True)
     finally:
         rcu_read_unlock()
     if slot.dirty_logging:

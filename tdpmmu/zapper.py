@@ -81,6 +81,20 @@ class IterYield:
         self.kvm.stats.note_hold(self.max_hold_ns)
 
 
+def note_spte_writes(root: Root, atomic: bool) -> None:
+    """Tell the race detector that SPTEs of ``root`` are being written.
+
+    Kernel counterpart: what KCSAN sees of tdp_mmu_set_spte_atomic() (a
+    compare-exchange) versus a plain store.  One location per root: coarse,
+    but two atomic writers never race, and a plain store under the read
+    lock races with any writer it is not ordered with.
+    """
+    t = ksync.current_thread()
+    rt = t.rt
+    if rt.listeners:
+        rt.emit(t, ksync.events.ACCESS, root, ("atomic-write" if atomic else "write", "sptes"))
+
+
 def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool, can_yield: bool = True) -> int:
     """Zap every SPTE under ``root``.  Kernel: tdp_mmu_zap_root().
 
@@ -107,7 +121,14 @@ def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool, can_yield: bool = True)
             ctx = _ZapCtx(root.page.alloc, shared, kvm.free_sp)
             _zap_root_pass(root.page, root.page.level, ctx, should_yield)
             res = ctx.result()
+        elif shared and kvm.bug("non-atomic-shared-zap"):
+            # The bug: plain stores (the write-lock path) under the read lock.
+            note_spte_writes(root, atomic=False)
+            res = zap_root(root.page, False, on_free_page=kvm.free_sp,
+                           should_yield=should_yield)
         else:
+            if shared:
+                note_spte_writes(root, atomic=True)
             res = zap_root(root.page, shared, on_free_page=kvm.free_sp,
                            should_yield=should_yield)
     finally:
