@@ -85,7 +85,7 @@ def scenario_rerun(spec: Any, seed: int) -> Rerun:
 
 
 def shrink(spec: Any, seed: int, schedule: str, kind: str, steps: int, *,
-           max_attempts: int = 60, time_limit: float | None = 30.0) -> Minimised:
+           max_attempts: int = 100, time_limit: float | None = 30.0) -> Minimised:
     """Shrink a failing schedule of ``spec`` that files a ``kind`` report (see ksync.minimise)."""
     budget = max(1000, 4 * steps)     # a candidate that spins cannot run away
 

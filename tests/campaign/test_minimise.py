@@ -52,16 +52,18 @@ def test_minimised_schedule_still_fails_and_is_no_longer(body):
         assert _preemptions(body, m.schedule) == m.preemptions
 
 
-def test_minimise_removes_needless_preemptions():
-    body = window_bug
+@pytest.mark.parametrize("body", [lambda rt: lost_update(rt, 3), window_bug],
+                         ids=["lost_update", "window_bug"])
+def test_minimise_removes_needless_preemptions(body):
     shrunk = []
-    for schedule in _failing_schedules(body, "random", 3):
+    for schedule in _failing_schedules(body, "random", 4):
         m = minimise(_attempt(body), schedule, max_attempts=120)
         shrunk.append((m.original_preemptions, m.preemptions))
-    assert any(after < before for before, after in shrunk), shrunk
-    # The window bug needs its reader to run inside the writer's window: one
-    # preemption into the reader and its completion cannot be avoided.
-    assert all(after >= 1 for _, after in shrunk)
+    # Both bugs need exactly one preemption (into the other thread between
+    # a read and its write, or into the reader inside the writer's window).
+    assert all(after >= 1 for _, after in shrunk), shrunk
+    assert sum(after for _, after in shrunk) < sum(before for before, _ in shrunk)
+    assert min(after for _, after in shrunk) == 1, shrunk
 
 
 def test_minimise_returns_a_schedule_that_does_not_fail_unchanged():
