@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="other vCPUs faulting meanwhile (default 2)")
     p.add_argument("--fault-interval-us", type=float, default=500.0, metavar="US",
                    help="pause of each faulting vCPU between faults (default 500)")
+    p.add_argument("--host-invalidate-ms", type=float, default=10.0, metavar="MS",
+                   help="the host unmaps one guest page every MS ms, taking mmu_lock for write "
+                        "(default 10; 0 never)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"directory for stall.csv, memslot_delete.csv, stall.json and stall.png "
                         f"(default {DEFAULT_OUT})")
@@ -105,11 +108,15 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.fault_interval_us <= 1e6:
         raise UsageError(f"--fault-interval-us: {args.fault_interval_us} is not between 0 and "
                          "1000000")
+    if not 0 <= args.host_invalidate_ms <= 1e6:
+        raise UsageError(f"--host-invalidate-ms: {args.host_invalidate_ms} is not between 0 and "
+                         "1000000")
     out = _prepare_out(args.out)
     progress = Progress(sys.stderr)
     try:
         series = run_series(sizes, zaps, bugs, repeat=args.repeat, faulters=args.vcpus,
-                            fault_interval_us=args.fault_interval_us, progress=progress)
+                            fault_interval_us=args.fault_interval_us,
+                            invalidate_interval_ms=args.host_invalidate_ms, progress=progress)
     except StallError as e:
         progress.close()
         print(f"tdpmmu stall: {e}", file=sys.stderr)
@@ -117,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     progress.close()
     params = {"memory": [int(s) for s in sizes], "zap": zaps, "bugs": bugs,
               "repeat": args.repeat, "vcpus": args.vcpus,
-              "fault_interval_us": args.fault_interval_us, "mode": "free", "checks": []}
+              "fault_interval_us": args.fault_interval_us,
+              "host_invalidate_ms": args.host_invalidate_ms, "mode": "free", "checks": []}
     summary = summarise(series.rows)
     doc = build_document(series, params, summary)
     files = write_files(out, doc)
@@ -135,8 +143,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_text(doc: dict, files: list[Path]) -> None:
     bugs = doc["params"]["bugs"]
+    every = doc["params"]["host_invalidate_ms"]
     print("vCPU dropping the last reference to a 4K-populated root while "
           f"{doc['params']['vcpus']} other vCPU(s) fault"
+          + (f" and the host unmaps a page every {every:g} ms" if every else "")
           + (f" (bugs on: {', '.join(bugs)})" if bugs else ""))
     print(format_table(doc["rows"], DROP_COLUMNS))
     print()

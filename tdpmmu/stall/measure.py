@@ -51,7 +51,7 @@ class Sample:
 
 
 def measure_once(memory_bytes: int, zap: str, bugs: Iterable[str] = (), faulters: int = 2,
-                 fault_interval_us: float = 500.0) -> Sample:
+                 fault_interval_us: float = 500.0, invalidate_interval_ms: float = 10.0) -> Sample:
     """Build one VM of ``memory_bytes`` under ``zap``, drop its big root, delete its slot.
 
     Runs its own free-mode runtime with checkers off; must be called from a
@@ -65,7 +65,8 @@ def measure_once(memory_bytes: int, zap: str, bugs: Iterable[str] = (), faulters
     rt = ksync.Runtime(mode="free", checks=())
     with rt:
         kvm = Kvm(zap=zap, bugs=bugs, name=f"stall-{format_size(memory_bytes)}-{zap}")
-        rig = StallRig(kvm, memory_bytes, faulters=faulters, fault_interval_us=fault_interval_us)
+        rig = StallRig(kvm, memory_bytes, faulters=faulters, fault_interval_us=fault_interval_us,
+                       invalidate_interval_ms=invalidate_interval_ms)
         try:
             populate_s = rig.start()
             drop = rig.drop()
@@ -106,8 +107,11 @@ def drop_row(samples: Sequence[Sample]) -> dict[str, Any]:
         "zapped_sptes": int(med("zapped_sptes")),
         "max_mmu_lock_hold_ms": _ms(med("max_hold_ns")),
         "zap_yields": int(med("zap_yields")), "faults": int(med("faults")),
+        "host_invalidate_max_ms": _ms(med("host_max_ns")),
+        "host_invalidations": int(med("host_invalidations")),
         "populate_s": round(med("populate_s"), 3),
         "repeat": len(samples),
+        "block_ms_min": _ms(min(x.block_ns for x in d)),
         "block_ms_samples": [_ms(x.block_ns) for x in d],
     }
 
@@ -129,6 +133,7 @@ def delete_row(samples: Sequence[Sample]) -> dict[str, Any]:
         "off_caller_zap_ms": _ms(med("off_caller_zap_ns")),
         "zapped_sptes": int(med("zapped_sptes")),
         "max_mmu_lock_wait_ms": _ms(med("max_wait_ns")),
+        "host_invalidate_max_ms": _ms(med("host_max_ns")),
         "repeat": len(samples),
         "delete_ms_samples": [_ms(x.delete_ns) for x in d],
     }
@@ -149,7 +154,7 @@ ProgressFn = Callable[[int, int, str], None]
 
 def run_series(sizes: Sequence[int], zaps: Sequence[str] = ("sync", "async", "preserve"),
                bugs: Iterable[str] = (), repeat: int = 1, faulters: int = 2,
-               fault_interval_us: float = 500.0,
+               fault_interval_us: float = 500.0, invalidate_interval_ms: float = 10.0,
                progress: ProgressFn | None = None) -> Series:
     """Measure every (size, zap) ``repeat`` times.  ``progress(done, total, label)`` is
     called before each sample and once at the end."""
@@ -173,7 +178,8 @@ def run_series(sizes: Sequence[int], zaps: Sequence[str] = ("sync", "async", "pr
                     label = f"{format_size(size)} {zap}" + (f" #{i + 1}" if repeat > 1 else "")
                     progress(done, total, label)
                 try:
-                    s = measure_once(size, zap, bugs, faulters, fault_interval_us)
+                    s = measure_once(size, zap, bugs, faulters, fault_interval_us,
+                                     invalidate_interval_ms)
                 except (ksync.KsyncError, RuntimeError, ValueError) as e:
                     raise StallError(f"{format_size(size)} {zap}: the model failed: "
                                      f"{e}") from e

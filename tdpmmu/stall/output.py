@@ -22,12 +22,14 @@ DROP_COLUMNS = (
     ("zap_ms", "zap ms", "ms"), ("zap_cpu_ms", "zap CPU ms", "ms"),
     ("zapped_by", "zapped by", "list"), ("max_mmu_lock_hold_ms", "max hold ms", "ms"),
     ("zap_yields", "yields", ","), ("max_mmu_lock_wait_ms", "others' max wait ms", "ms"),
+    ("host_invalidate_max_ms", "host unmap max ms", "ms"),
 )
 DELETE_COLUMNS = (
     ("memory", "memory", "s"), ("sptes", "SPTEs", ","), ("zap", "zap", "s"),
     ("delete_ms", "delete ms", "ms"), ("caller_zap_cpu_ms", "caller zap CPU ms", "ms"),
     ("off_caller_zap_cpu_ms", "off-caller zap CPU ms", "ms"),
     ("max_mmu_lock_wait_ms", "others' max wait ms", "ms"),
+    ("host_invalidate_max_ms", "host unmap max ms", "ms"),
 )
 CSV_FILES = {"rows": "stall.csv", "memslot_delete": "memslot_delete.csv"}
 JSON_FILE = "stall.json"

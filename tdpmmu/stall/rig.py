@@ -20,6 +20,10 @@ Layout of one ``StallRig`` (built on a managed thread of a free-mode runtime):
   ``mmu_lock`` for read.  The pacing stands in for separate host CPUs: in
   CPython every thread shares one interpreter lock, and vCPUs faulting flat
   out would measure that lock instead of ``mmu_lock``.
+* a ``host`` thread unmaps one guest page every ``invalidate_interval_ms``
+  (an MMU-notifier invalidation, as page migration or reclaim do), taking
+  ``mmu_lock`` for write.  A writer is what turns a long read-side hold
+  into a stall for everyone: once it waits, new readers queue behind it.
 
 Thread-safety: the methods are called by the thread that built the rig;
 the vCPU threads only touch their own ``Vcpu`` and the flags below.
@@ -36,7 +40,7 @@ from ksync import Completion
 
 from ..kvm import Kvm
 from ..memslot import KVM_MEM_LOG_DIRTY_PAGES
-from ..mmu import set_memory_region
+from ..mmu import mmu_notifier_invalidate_range, set_memory_region
 from ..pagetable import populate_4k
 from ..stats import KvmStats
 from .sizes import PAGE_SIZE
@@ -46,6 +50,9 @@ BIG_SLOT, FAULT_SLOT = 0, 1
 FAULT_SPAN_PAGES = 1 << 20
 #: Faults each faulting vCPU takes before the measurement starts (its root is loaded).
 WARMUP_FAULTS = 8
+#: How long to wait for the other threads to finish what they were doing when a window
+#: closed; only a thread that is itself stuck makes this run out.
+SETTLE_TIMEOUT_S = 60.0
 _GIB_PAGES = (1 << 30) // PAGE_SIZE
 
 
@@ -64,6 +71,8 @@ class DropSample:
     zap_yields: int
     max_wait_ns: int            # worst mmu_lock wait of the faulting vCPUs
     faults: int                 # page faults taken by the others meanwhile
+    host_max_ns: int            # longest host invalidation (mostly its wait for write)
+    host_invalidations: int
     populate_s: float
 
 
@@ -77,6 +86,7 @@ class DeleteSample:
     off_caller_zap_ns: int      # wall time of those zaps
     zapped_sptes: int
     max_wait_ns: int
+    host_max_ns: int
     populate_s: float
 
 
@@ -85,7 +95,7 @@ class StallRig:
     ``delete_memslot()`` and, always, ``stop()`` (which destroys the VM)."""
 
     def __init__(self, kvm: Kvm, memory_bytes: int, faulters: int = 2,
-                 fault_interval_us: float = 500.0) -> None:
+                 fault_interval_us: float = 500.0, invalidate_interval_ms: float = 10.0) -> None:
         if memory_bytes <= 0 or memory_bytes % PAGE_SIZE:
             raise ValueError(f"StallRig: memory_bytes={memory_bytes} is not a positive "
                              "multiple of 4096")
@@ -93,11 +103,15 @@ class StallRig:
             raise ValueError(f"StallRig: faulters={faulters} is negative")
         if fault_interval_us < 0:
             raise ValueError(f"StallRig: fault_interval_us={fault_interval_us} is negative")
+        if invalidate_interval_ms < 0:
+            raise ValueError(f"StallRig: invalidate_interval_ms={invalidate_interval_ms} is "
+                             "negative (0 turns the host thread off)")
         self.kvm = kvm
         self.rt = kvm.rt
         self.npages = memory_bytes // PAGE_SIZE
         self.nfaulters = faulters
         self.fault_interval_us = fault_interval_us
+        self.invalidate_interval_ms = invalidate_interval_ms
         self.big_slot: Any = None
         self.fault_base = (-(-self.npages // _GIB_PAGES) + 1) * _GIB_PAGES
         self.dropper = kvm.create_vcpu(0, guest_mode=True)
@@ -113,6 +127,10 @@ class StallRig:
         self._stop = False
         self._drop_ns: tuple[int, int] | None = None
         self._stopped = False
+        self.host_worst_ns = 0          # written by the host thread, reset per window
+        self.host_count = 0
+        # Operations finished per observing thread (faulters, then host): see _settle().
+        self._done_ops = [0] * (faulters + 1)
 
     # ---------------------------------------------------------------- set-up
     def start(self) -> float:
@@ -132,6 +150,8 @@ class StallRig:
             self._threads.append(self.rt.spawn(self._fault_thread, v, start, name=v.name))
         for _ in self.faulters:
             self._warm.wait()
+        if self.invalidate_interval_ms:
+            self._threads.append(self.rt.spawn(self._host_thread, name="host"))
         return populate_s
 
     def _populate_dropper_root(self) -> float:
@@ -185,21 +205,69 @@ class StallRig:
                 n += 1
                 if n == WARMUP_FAULTS:
                     self._warm.complete()
+                self._done_ops[v.id - 1] += 1
                 gfn = gfn + 1 if gfn + 1 < end else start
                 ksync.usleep(self.fault_interval_us)
         finally:
             if n < WARMUP_FAULTS:
                 self._warm.complete()
 
+    def _host_thread(self) -> None:
+        # Unmap pages the faulters mapped while warming up: mapped, and not in their way.
+        nf = max(1, self.nfaulters)
+        k = 0
+        while True:
+            ksync.msleep(self.invalidate_interval_ms)
+            if self._stop:
+                return
+            gfn = self.fault_base + (k % nf) * FAULT_SPAN_PAGES + (k // nf) % WARMUP_FAULTS
+            t0 = time.perf_counter_ns()
+            mmu_notifier_invalidate_range(self.kvm, 0, gfn, gfn + 1)
+            dt = time.perf_counter_ns() - t0
+            if dt > self.host_worst_ns:
+                self.host_worst_ns = dt
+            self.host_count += 1
+            self._done_ops[-1] += 1
+            k += 1
+
     # ---------------------------------------------------------------- measurements
     def _fresh_stats(self) -> KvmStats:
-        # A new observation window: the old object keeps what came before.
+        # A new observation window: the old object keeps what came before, including
+        # waits behind a populate that only end (and are recorded) after it.
+        self._settle()
         self.kvm.stats = KvmStats()
+        self.host_worst_ns = 0
+        self.host_count = 0
         return self.kvm.stats
 
+    def _settle(self) -> None:
+        """Close a window: let every observer finish the operation it was in, and one more.
+
+        A fault or an invalidation that waited for ``mmu_lock`` during the
+        window records its wait only once it got the lock; two completed
+        operations after this point mean the one in flight has recorded.
+        """
+        live = list(range(self.nfaulters))
+        if self.invalidate_interval_ms:
+            live.append(self.nfaulters)
+        target = {i: self._done_ops[i] + 2 for i in live}
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while any(self._done_ops[i] < n for i, n in target.items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"stall: the faulting vCPUs or the host made no progress "
+                                   f"for {SETTLE_TIMEOUT_S:.0f} s")
+            ksync.msleep(1)
+
     def _worst_wait(self, stats: KvmStats) -> int:
-        others = {v.name for v in self.faulters}
-        return max((ns for name, ns in stats.lock_wait_ns.items() if name in others), default=0)
+        """The faulting vCPUs' longest wait for ``mmu_lock``: a fault's wait for the read
+        lock, or a whole MMU unload/load (dropping an obsolete root and loading a new one,
+        which is waiting for the lock in all but a few microseconds)."""
+        worst = 0
+        for v in self.faulters:
+            worst = max(worst, stats.lock_wait_ns.get(v.name, 0),
+                        *stats.block_ns.get((v.name, "mmu_load"), ()),
+                        *stats.block_ns.get((v.name, "mmu_unload"), ()))
+        return worst
 
     def drop(self) -> DropSample:
         """vcpu-0 unloads (dropping the last reference) and reloads; wait for any zap to end."""
@@ -209,6 +277,7 @@ class StallRig:
         if self.kvm.zap_wq is not None:
             from workqueue import flush_workqueue
             flush_workqueue(self.kvm.zap_wq)
+        self._settle()
         if self._drop_ns is None:
             raise RuntimeError("stall: vcpu-0 did not drop its root (the rig was stopped)")
         block_ns, reload_ns = self._drop_ns
@@ -221,7 +290,8 @@ class StallRig:
             zapped_sptes=snap["zapped_sptes"],
             zapped_by=tuple(sorted(t for t, ns in zap_ns.items() if ns)),
             max_hold_ns=snap["max_mmu_lock_hold_ns"], zap_yields=snap["zap_yields"],
-            max_wait_ns=self._worst_wait(stats), faults=snap["faults"], populate_s=0.0)
+            max_wait_ns=self._worst_wait(stats), faults=snap["faults"],
+            host_max_ns=self.host_worst_ns, host_invalidations=self.host_count, populate_s=0.0)
 
     def delete_memslot(self) -> DeleteSample:
         """Delete slot 0 (kvm_mmu_zap_all_fast, then the zap of the invalidated roots).
@@ -237,6 +307,7 @@ class StallRig:
         t0 = time.perf_counter_ns()
         set_memory_region(self.kvm, BIG_SLOT, 0, 0)
         delete_ns = time.perf_counter_ns() - t0
+        self._settle()
         self.big_slot = None
         snap = stats.snapshot()
         cpu = snap["zap_cpu_ns"]
@@ -245,7 +316,7 @@ class StallRig:
             off_caller_zap_cpu_ns=sum(ns for t, ns in cpu.items() if t != me),
             off_caller_zap_ns=sum(ns for t, ns in snap["zap_ns"].items() if t != me),
             zapped_sptes=snap["zapped_sptes"], max_wait_ns=self._worst_wait(stats),
-            populate_s=populate_s)
+            host_max_ns=self.host_worst_ns, populate_s=populate_s)
 
     # ---------------------------------------------------------------- teardown
     def stop(self) -> None:
