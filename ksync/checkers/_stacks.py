@@ -53,8 +53,22 @@ def capture(skip: int = 2, limit: int = 10) -> Stack:
 
 
 def capture_site(skip: int = 2) -> Stack:
-    """Only the innermost frame outside ksync (a held lock's ``at:`` site)."""
-    return capture(skip + 1, 1)
+    """Only the innermost frame outside ksync (a held lock's ``at:`` site).
+
+    The same result as ``capture(skip, 1)`` without building a list: lockdep
+    calls it on every acquisition.
+    """
+    try:
+        f = sys._getframe(skip)
+    except ValueError:
+        return EMPTY
+    ksync_dir, threading_file = _KSYNC_DIR, _THREADING
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(ksync_dir) and fn != threading_file:
+            return (f.f_code, f.f_lineno)
+        f = f.f_back
+    return EMPTY
 
 
 def frames(stack: Stack) -> list[tuple[str, int, str]]:

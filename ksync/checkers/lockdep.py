@@ -117,7 +117,7 @@ class Lockdep(ev.Checker):
         n = len(held)
         if lock is RCU_LOCK_MAP and n and held[n - 1][0] is lock:
             n -= 1      # rcu_read_lock() notes itself held before the event
-        site = _stacks.capture(3, 1)
+        site = _stacks.capture_site(3)
         sites = self._sites.get(t.tid)
         if sites is None:
             sites = self._sites[t.tid] = []
