@@ -82,6 +82,35 @@ class Lab:
         return [ln for ln in m.group(1).splitlines() if ln.strip()]
 
 
+def line_pattern(line: str) -> re.Pattern[str]:
+    """A handbook line as a regex: ``<...>`` matches anything, spaces match any run of them."""
+    parts = re.split(r"(<[^<>]*>)", line.strip())
+    rx = []
+    for p in parts:
+        if p.startswith("<") and p.endswith(">"):
+            rx.append(".*?")
+        else:
+            rx.append(r"\s*".join(re.escape(w) for w in re.split(r"\s+", p)))
+    return re.compile(r"\s*" + "".join(rx) + r"\s*")
+
+
+def missing_lines(expected: list[str], output: str) -> list[str]:
+    """The expected lines that ``output`` does not show, in order (empty when it matches)."""
+    lines = [ln.rstrip() for ln in output.splitlines()]
+    i = 0
+    missing = []
+    for want in expected:
+        pat = line_pattern(want)
+        j = i
+        while j < len(lines) and not pat.fullmatch(lines[j]):
+            j += 1
+        if j == len(lines):
+            missing.append(want)
+        else:
+            i = j + 1
+    return missing
+
+
 def _wrap(text: str) -> list[str]:
     return textwrap.wrap(" ".join(text.split()), 78)
 
@@ -277,5 +306,5 @@ def get_lab(number: int) -> Lab:
     return lab
 
 
-__all__ = ["DEFAULT_SEED", "LABS", "Lab", "LabError", "LabOutput", "get_lab", "root_life",
-           "zapped_by_thread"]
+__all__ = ["DEFAULT_SEED", "LABS", "Lab", "LabError", "LabOutput", "get_lab", "line_pattern",
+           "missing_lines", "root_life", "zapped_by_thread"]
