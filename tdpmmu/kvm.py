@@ -134,6 +134,19 @@ class Kvm:
             with v.mode_lock:      # the IPI waits until the vCPU left guest mode
                 v.tlb.clear()
 
+    def stats_snapshot(self) -> dict[str, Any]:
+        """Kernel: the VM's stats (kvm_vm_stat) — counters, timings, pages and SPTEs by level.
+
+        ``pt_pages[level]`` counts linked page-table pages, ``leaf_sptes[level]``
+        present leaf SPTEs (1 = 4K, 2 = 2M, 3 = 1G), ``roots_alive`` the roots
+        still on ``tdp_mmu_roots``; the rest is ``KvmStats.snapshot()``.
+        """
+        snap = self.stats.snapshot()
+        snap.update(self.alloc.stats())
+        snap["pt_pages_freed"] = self.alloc.freed
+        snap["roots_alive"] = len(self.tdp_mmu_roots)
+        return snap
+
     # ---------------------------------------------------------------- zap queue
     def new_zap_work(self, root: Any) -> Any:
         """Kernel: INIT_WORK(&root->tdp_mmu_async_work, tdp_mmu_zap_root_work)."""

@@ -111,8 +111,13 @@ def test_teardown_returns_every_page_and_root_and_leaves_nothing_reachable(zap, 
     def body(rt):
         kvm = Kvm(zap=zap, root_level=root_level)
         populate(kvm, rt)
-        assert kvm.alloc.live_leaves > 0 and len(kvm.tdp_mmu_roots) >= 3
+        snap = kvm.stats_snapshot()
+        assert snap["leaf_sptes"][1] > 0 and snap["leaf_sptes"][2] > 0
+        assert snap["pt_pages"][root_level - 1] > 0 and snap["roots_alive"] >= 3
         kvm.destroy()
+        snap = kvm.stats_snapshot()
+        assert snap["roots_alive"] == 0 and sum(snap["pt_pages"]) == 0
+        assert snap["pt_pages_freed"] == snap["allocated"] - snap["discarded"]
         # rcu_barrier ran before destroy returned: every free already happened.
         assert_torn_down(kvm)
         return kvm
