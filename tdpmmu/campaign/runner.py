@@ -90,6 +90,9 @@ def run_campaign(spec: CampaignSpec, out: Path, *, jobs: int = 1, resume: bool =
     todo = [s for s in range(spec.seed, spec.seed + spec.runs) if s not in done]
     log.info("campaign %s: %d runs to do (%d already done), %d jobs",
              spec.strategy_spec(), len(todo), len(done), jobs)
+    if progress is not None:
+        progress.total = len(todo)      # the bar shows this session's share
+        progress.t0 = time.monotonic()
     t0 = time.monotonic()
     session = 0
     try:
