@@ -13,6 +13,7 @@ its consequence, not a new bug.
 from __future__ import annotations
 
 from . import events as ev
+from .errors import KsyncError
 from .report import call_site, format_stack, user_stack
 from .thread import KThread, current_thread
 
@@ -35,6 +36,10 @@ class Refcount:
     _warned: bool
 
     def __init__(self, value: int = 1, name: str = "refcount") -> None:
+        if not isinstance(name, str) or not name:
+            raise KsyncError(f"Refcount(name={name!r}) at {call_site()}: give the count a "
+                             "name for reports, e.g. 'root->tdp_mmu_root_count'")
+        _check_count(f"Refcount({value!r}, name={name!r})", value)
         self.name = name
         self._v = value
         self._warned = False
@@ -91,6 +96,7 @@ class Refcount:
 
     def set(self, n: int) -> None:
         """Kernel: refcount_set()."""
+        _check_count(f"{self.name}.set({n!r})", n)
         t = current_thread()
         rt = t.rt
         with rt.big:
@@ -118,6 +124,8 @@ class Refcount:
         self._op("inc", 1)
 
     def add(self, i: int) -> None:
+        """Kernel: refcount_add()."""
+        _check_count(f"{self.name}.add({i!r})", i)
         self._op("add", i)
 
     def inc_not_zero(self) -> bool:
@@ -131,6 +139,8 @@ class Refcount:
         return old == 1 and new == 0
 
     def sub_and_test(self, i: int) -> bool:
+        """Kernel: refcount_sub_and_test()."""
+        _check_count(f"{self.name}.sub_and_test({i!r})", i)
         old, new, _w = self._op("sub_and_test", -i)
         return old == i and new == 0
 
@@ -143,3 +153,9 @@ class Refcount:
 
     def __repr__(self) -> str:
         return f"<Refcount {self.name}={self._v}>"
+
+
+def _check_count(what: str, n: object) -> None:
+    """Bad input is an error naming the call, never a TypeError from deep inside."""
+    if type(n) is not int or not 0 <= n <= INT_MAX:
+        raise KsyncError(f"{what} at {call_site()}: a count is an int in [0, {INT_MAX}]")

@@ -105,3 +105,17 @@ def test_refcount_off_saturates_silently(mode):
         ref.inc()
         assert ref.peek() == REFCOUNT_SATURATED
     assert run(body, mode, 0, ("lockdep",)).reports == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ksync.Refcount("1", "obj->refcount"),
+    lambda: ksync.Refcount(-1, "obj->refcount"),
+    lambda: ksync.Refcount(1, ""),
+    lambda: ksync.Refcount(1, "obj->refcount").add(-2),
+    lambda: ksync.Refcount(1, "obj->refcount").sub_and_test(1.5),
+    lambda: ksync.Refcount(1, "obj->refcount").set(None),
+])
+def test_bad_counts_are_errors_naming_the_call_site(make):
+    with ksync.Runtime(mode="controlled", checks=REFCOUNT):
+        with pytest.raises(ksync.KsyncError, match=r"test_refcount\.py:\d+"):
+            make()
