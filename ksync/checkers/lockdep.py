@@ -35,6 +35,7 @@ runs only for new dependencies.  Thread-safety: graph additions take
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from .. import events as ev
@@ -44,7 +45,7 @@ from . import _stacks
 from . import lockdep_report as rep
 from .lockdep_graph import KIND_NAMES, Dep, DepGraph, dep_kind
 
-_ACQUIRE, _RELEASE, _FREE = ev.ACQUIRE, ev.RELEASE, ev.FREE
+_ACQUIRE, _RELEASE, _FREE, _ALLOC = ev.ACQUIRE, ev.RELEASE, ev.FREE, ev.ALLOC
 _WRITE, _READ, _RREAD = ev.EXCLUSIVE, ev.READER, ev.RECURSIVE_READER
 
 
@@ -90,6 +91,8 @@ class Lockdep(ev.Checker):
         # of each held lock in reports (lockdep's held_lock.acquire_ip).
         self._sites: dict[int, list[tuple[Any, _stacks.Stack]]] = {}
         self._reported: set[Any] = set()
+        # Names given to ksync.track(), for "held lock freed" reports.
+        self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.rt: Any = None
 
     def attach(self, rt: Any) -> None:
@@ -109,7 +112,12 @@ class Lockdep(ev.Checker):
                         del sites[i]
                         break
         elif kind is _FREE:
-            self._free(t, obj)
+            self._free(t, obj, arg)
+        elif kind is _ALLOC and isinstance(arg, str):
+            try:
+                self._names[obj] = arg
+            except TypeError:
+                pass        # neither hashable nor weakly referable: printed by type
 
     # ------------------------------------------------------------------ acquire
     def _acquire(self, t: Any, lock: Any, mode: str) -> None:
@@ -209,7 +217,7 @@ class Lockdep(ev.Checker):
         return None
 
     # ------------------------------------------------------------------ free
-    def _free(self, t: Any, obj: Any) -> None:
+    def _free(self, t: Any, obj: Any, given: Any = None) -> None:
         """Kernel: debug_check_no_locks_freed() — here for every thread's held locks."""
         holders = []
         for th in list(self.rt.threads):
@@ -221,7 +229,8 @@ class Lockdep(ev.Checker):
                 holders.append((th, lk, mode))
         if not holders:
             return
-        inside = _contained(obj, ev.obj_name(obj))
+        name = given if isinstance(given, str) else self._name_of(obj)
+        inside = _contained(obj, name)
         hits = [(th, lk, mode, inside[id(lk)]) for th, lk, mode in holders if id(lk) in inside]
         if not hits:
             return
@@ -231,7 +240,6 @@ class Lockdep(ev.Checker):
                 return
             self._reported.add(tag)
         stack = _stacks.capture(1)
-        name = ev.obj_name(obj)
         text = rep.freed(t, name, hits, list(t.held), self._sites.get(t.tid), stack)
         self.rt.report("held-lock-freed",
                        f"held lock freed: {t.name} frees {name} while "
@@ -239,6 +247,13 @@ class Lockdep(ev.Checker):
                        text, thread=t, object=name,
                        locks=[class_key(lk) for _th, lk, _m, _w in hits],
                        holders=[th.name for th, _lk, _m, _w in hits], stack=_stacks.render(stack))
+
+    def _name_of(self, obj: Any) -> str:
+        try:
+            name = self._names.get(obj)
+        except TypeError:
+            name = None
+        return name if name is not None else ev.obj_name(obj)
 
     # ------------------------------------------------------------------ export
     def to_dot(self) -> str:

@@ -96,7 +96,7 @@ def test_freeing_an_object_whose_lock_is_held_is_reported(mode, seed):
     rt = run(body, mode, seed, LOCKDEP)
     (r,) = of_kind(rt, "held-lock-freed")
     assert "WARNING: held lock freed!" in r.text
-    assert "(root->lock){write} as Root.lock, held by user/1" in r.text
+    assert "(root->lock){write} as root.lock, held by user/1" in r.text
     assert r.data["holders"] == ["user"] and r.data["locks"] == ["root->lock"]
 
 
