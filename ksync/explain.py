@@ -173,9 +173,9 @@ _EXPLANATIONS = (
         "a thread ended while still holding locks",
         "A managed thread returned (or died) with locks held. Every other thread that "
         "needs them will wait forever.",
-        "lockdep: lockdep_sys_exit() prints \"WARNING: lock held when returning to user "
-        "space!\" and do_exit()'s debug_check_no_locks_held() prints \"still has locks "
-        "held!\".",
+        "lockdep, kernel/locking/lockdep.c: lockdep_sys_exit() prints \"WARNING: lock "
+        "held when returning to user space!\", and do_exit() (kernel/exit.c) calls "
+        "debug_check_no_locks_held(), which prints \"still has locks held!\".",
         "Release on every path out, including exceptions; in KVM every ioctl drops "
         "mmu_lock and slots_lock before returning to user space."),
     Explanation(
