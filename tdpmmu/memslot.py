@@ -5,7 +5,7 @@ Kernel counterpart: ``struct kvm_memory_slot`` and ``struct kvm_memslots``
 Each address space (normal, SMM) has its own set.  Lookups by gfn are
 O(log n) through a ``SortedKeyList`` keyed by base gfn.
 
-Context: changed only with ``kvm->slots_lock`` held (the model asserts it);
+Context: changed only with ``kvm->slots_lock`` held (set_memory_region takes it);
 read by faults under ``mmu_lock`` (the kernel reads them under SRCU).
 """
 
