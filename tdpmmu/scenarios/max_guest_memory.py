@@ -31,13 +31,20 @@ def prefault_4k(kvm: Kvm, vcpu, slot, pages_per_gib: int) -> int:
     """Map the first ``pages_per_gib`` pages of each GiB of ``slot`` in ``vcpu``'s root, 4K each.
 
     Context: ``mmu_lock`` taken here for write (populate uses plain stores).
-    Returns the SPTEs written.
+    Like a fault, it keeps off host memory that an mmu notifier is
+    invalidating or has taken back (kernel: the mmu_invalidate_seq check):
+    such GiBs are left to the guest's faults.  Returns the SPTEs written.
     """
     n = 0
     kvm.mmu_lock.write_lock()
     try:
+        if kvm.mmu_invalidate_in_progress:
+            return 0
+        taken = [gfn for sid, gfn in kvm.host.remap if sid == slot.id]
         for g in range(slot.base_gfn, slot.end_gfn, GIB_PAGES):
             cnt = min(pages_per_gib, slot.end_gfn - g)
+            if any(g <= gfn < g + cnt for gfn in taken):
+                continue
             n += populate_4k(vcpu.root.page, g, cnt, kvm.host.gfn_to_pfn(slot, g), True,
                              kvm.alloc)
     finally:
