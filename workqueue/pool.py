@@ -39,6 +39,7 @@ from collections import deque
 from typing import Any
 
 from ksync import current_thread, events, lock_map_acquire, lock_map_release
+from ksync.events import EXCLUSIVE
 
 
 class Worker:
@@ -300,17 +301,27 @@ def process_one_work(rt: Any, t: Any, w: Worker, work: Any) -> None:
         rt.emit(t, events.HB_ACQUIRE, work, None)
         rt.emit(t, events.HB_ACQUIRE, work.done_hb, None)
         rt.emit(t, events.CUSTOM, work, ("work_start", wq.name, work.name))
-    lock_map_acquire(wq.lockdep_map)
-    lock_map_acquire(work.lockdep_map)
-    depth, atomic, rcu = len(t.held), t.atomic, t.rcu_depth
+    wq_map, work_map = wq.lockdep_map, work.lockdep_map
+    held = t.held
+    if listeners:
+        lock_map_acquire(wq_map)
+        lock_map_acquire(work_map)
+    else:
+        # No checker: recording the maps as held is all lock_map_acquire would do.
+        held.append((wq_map, EXCLUSIVE))
+        held.append((work_map, EXCLUSIVE))
+    depth, atomic, rcu = len(held), t.atomic, t.rcu_depth
     try:
         work.func(work)
     except Exception as e:  # noqa: BLE001 - a failing work must not kill the worker
         _report_exception(rt, t, w, wq, work, e)
     finally:
-        leaked = (len(t.held), t.atomic, t.rcu_depth) != (depth, atomic, rcu)
-        lock_map_release(work.lockdep_map)
-        lock_map_release(wq.lockdep_map)
+        leaked = (len(held), t.atomic, t.rcu_depth) != (depth, atomic, rcu)
+        if not listeners and not leaked and held[-1][0] is work_map and held[-2][0] is wq_map:
+            del held[-2:]
+        else:
+            lock_map_release(work_map)
+            lock_map_release(wq_map)
     if leaked:
         _report_leak(rt, t, w, work)
     if listeners:

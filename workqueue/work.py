@@ -33,6 +33,21 @@ from ksync import LockMap
 
 from .state import WorkqueueError
 
+#: One lockdep map per work class name, shared like the kernel's static key per
+#: INIT_WORK site (lockdep keys classes by name, so sharing changes no verdict;
+#: it only spares a LockMap per Work on the queueing hot path).
+_MAPS: dict[str, LockMap] = {}
+_MAPS_CAP = 4096
+
+
+def _work_map(name: str) -> LockMap:
+    m = _MAPS.get(name)
+    if m is None:
+        if len(_MAPS) >= _MAPS_CAP:
+            _MAPS.clear()       # names unique per work: stay bounded, lose nothing
+        m = _MAPS[name] = LockMap(f"(work_completion){name}")
+    return m
+
 
 class RunsEnded:
     """The happens-before object a work's runs release to when they end.
@@ -71,7 +86,7 @@ class Work:
         self.func = func                                              # I
         self.name = name or getattr(func, "__qualname__", None) or repr(func)  # I
         self.data = data                                              # the user's
-        self.lockdep_map = LockMap(f"(work_completion){self.name}")   # I
+        self.lockdep_map = _work_map(self.name)                       # I
         self.done_hb = RunsEnded(self.name)                           # I
         self._pending = False     # PENDING: armed on a timer or queued
         self._canceling = 0       # cancel_*_sync calls in progress: queueing is refused
