@@ -12,6 +12,8 @@ function; figures go to BENCHMARKS.md ("Work queues (issue 3)").
   being within 2x of ThreadPoolExecutor.
 * queue latency: the mean cost of one ``queue_work`` (a fresh Work each
   time, as ``submit`` makes a fresh Future) seen by the queueing thread.
+* CPU per work: process CPU time (every thread) over the batch divided by
+  N — the figure least disturbed by other load on the machine.
 * end-to-end latency: queue one work and wait for it, one at a time
   (``flush_work`` / ``Future.result``), the median over N/10 round trips.
 """
@@ -34,20 +36,22 @@ def _nop(_arg: object = None) -> None:
     """The work: nothing, so the machinery is all that is measured."""
 
 
-def tpe_throughput(n: int, workers: int) -> tuple[float, float]:
-    """(works/s, ns per submit) for ThreadPoolExecutor."""
+def tpe_throughput(n: int, workers: int) -> tuple[float, float, float]:
+    """(works/s, ns per submit, process CPU ns per work) for ThreadPoolExecutor."""
     with ThreadPoolExecutor(max_workers=workers) as ex:
         wait([ex.submit(_nop) for _ in range(workers * 4)])   # start every worker first
+        c0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         futs = [ex.submit(_nop) for _ in range(n)]
         t1 = time.perf_counter_ns()
         wait(futs)
         t2 = time.perf_counter_ns()
-    return n / ((t2 - t0) / 1e9), (t1 - t0) / n
+        c1 = time.process_time_ns()
+    return n / ((t2 - t0) / 1e9), (t1 - t0) / n, (c1 - c0) / n
 
 
-def wq_throughput(n: int, workers: int, checks: tuple = ()) -> tuple[float, float]:
-    """(works/s, ns per queue_work) for a workqueue with ``workers`` kworkers."""
+def wq_throughput(n: int, workers: int, checks: tuple = ()) -> tuple[float, float, float]:
+    """(works/s, ns per queue_work, process CPU ns per work) with ``workers`` kworkers."""
     with ksync.Runtime(mode="free", checks=checks, max_steps=None):
         workqueue.set_pool_limits(max_workers=workers)
         wq = workqueue.alloc_workqueue("bench", workqueue.WQ_UNBOUND, 0)
@@ -56,14 +60,16 @@ def wq_throughput(n: int, workers: int, checks: tuple = ()) -> tuple[float, floa
             workqueue.queue_work(wq, w)
         workqueue.flush_workqueue(wq)
         queue_work, Work = workqueue.queue_work, workqueue.Work
+        c0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         for _ in range(n):
             queue_work(wq, Work(_nop))
         t1 = time.perf_counter_ns()
         workqueue.flush_workqueue(wq)
         t2 = time.perf_counter_ns()
+        c1 = time.process_time_ns()
         workqueue.destroy_workqueue(wq)
-    return n / ((t2 - t0) / 1e9), (t1 - t0) / n
+    return n / ((t2 - t0) / 1e9), (t1 - t0) / n, (c1 - c0) / n
 
 
 def tpe_enqueue(n: int) -> float:
@@ -144,6 +150,8 @@ def main() -> None:
         "tpe_works_per_s": round(max(x[0] for x in tpe)),
         "wq_works_per_s": round(max(x[0] for x in wq)),
         "throughput_ratio_median": round(statistics.median(ratios), 2),
+        "tpe_cpu_ns_per_work": round(statistics.median(x[2] for x in tpe)),
+        "wq_cpu_ns_per_work": round(statistics.median(x[2] for x in wq)),
         "tpe_submit_ns": round(min(x[1] for x in tpe)),
         "wq_queue_work_ns": round(min(x[1] for x in wq)),
         "tpe_submit_uncontended_ns": round(tpe_enqueue(n)),
@@ -158,6 +166,8 @@ def main() -> None:
     print(f"Python {res['python']}, {n} works, {k} workers, {a.repeat} alternating rounds")
     print(f"{'':40}{'ThreadPoolExecutor':>19}{'workqueue':>11}{'TPE/wq':>8}")
     rows = [("works/s, best (checks=())", "tpe_works_per_s", "wq_works_per_s"),
+            ("CPU ns per work (all threads), median", "tpe_cpu_ns_per_work",
+             "wq_cpu_ns_per_work"),
             ("ns per submit/queue_work, in batch", "tpe_submit_ns", "wq_queue_work_ns"),
             ("ns per submit/queue_work, no consumer", "tpe_submit_uncontended_ns",
              "wq_queue_work_uncontended_ns"),
