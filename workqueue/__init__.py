@@ -16,7 +16,13 @@ from .system import (
     system_unbound_wq,
     system_wq,
 )
-from .timer import flush_delayed_work, mod_delayed_work, queue_delayed_work
+from .timer import (
+    cancel_delayed_work,
+    cancel_delayed_work_sync,
+    flush_delayed_work,
+    mod_delayed_work,
+    queue_delayed_work,
+)
 from .work import DelayedWork, Work
 from .wq import (
     WQ_CPU_INTENSIVE,
@@ -34,17 +40,6 @@ from .wq import (
     destroy_workqueue,
     queue_work,
 )
-
-
-def cancel_delayed_work(dwork: DelayedWork) -> bool:
-    """Kernel: cancel_delayed_work() — disarm or unqueue; does not wait for a running one."""
-    return cancel_work(dwork)
-
-
-def cancel_delayed_work_sync(dwork: DelayedWork) -> bool:
-    """Kernel: cancel_delayed_work_sync() — disarm or unqueue, then wait for a running one."""
-    return cancel_work_sync(dwork)
-
 
 __all__ = [
     "DEFAULT_MAX_WORKERS", "WQ_CPU_INTENSIVE", "WQ_DFL_ACTIVE", "WQ_FREEZABLE", "WQ_HIGHPRI",

@@ -221,7 +221,11 @@ def take_rescue_work_locked(rt: Any, r: Rescuer) -> Any:
 
 # --------------------------------------------------------------------------- threads
 def worker_thread(w: Worker) -> None:
-    """Kernel: worker_thread() — take works until idle too long, the pool dies, or exit."""
+    """Kernel: worker_thread() — take works until idle too long, retired, or runtime exit.
+
+    ``destroy_workqueue`` retires a pool's workers (``stop``) when its last
+    queue goes; the runtime's exit wakes idle workers with ``rt.stopping``.
+    """
     t = current_thread()
     rt = t.rt
     pool = w.pool

@@ -25,7 +25,13 @@ from sortedcontainers import SortedList
 
 from ksync import current_thread, events, might_sleep
 
-from .flush import _check_work, flush_work_nosleep, steal_pending_locked
+from .flush import (
+    _check_work,
+    cancel_work,
+    cancel_work_sync,
+    flush_work_nosleep,
+    steal_pending_locked,
+)
 from .pool import start_worker
 from .state import WorkqueueError, WqState, site
 from .work import DelayedWork
@@ -201,6 +207,18 @@ def flush_delayed_work(dwork: DelayedWork) -> bool:
     if spawn is not None:
         start_worker(rt, spawn)
     return flush_work_nosleep(dwork)
+
+
+def cancel_delayed_work(dwork: DelayedWork) -> bool:
+    """Kernel: cancel_delayed_work() — disarm or unqueue; does not wait for a running one."""
+    _check_work("cancel_delayed_work", dwork)
+    return cancel_work(dwork)
+
+
+def cancel_delayed_work_sync(dwork: DelayedWork) -> bool:
+    """Kernel: cancel_delayed_work_sync() — disarm or unqueue, then wait for a running one."""
+    _check_work("cancel_delayed_work_sync", dwork)
+    return cancel_work_sync(dwork)
 
 
 def close_wheel(st: WqState) -> None:
