@@ -67,6 +67,9 @@ class Vcpu:
         try:
             self.root = get_vcpu_root(self)
             self.root_gen = kvm.mmu_valid_gen
+            if self.root.invalid:
+                # Invariant 3: a role lookup never hands out an invalid root.
+                kvm.warn(f"{self.name} loaded invalid root {self.root.name}")
         finally:
             kvm.mmu_lock.write_unlock()
         self.tlb.clear()      # a new root is loaded with a local TLB flush
