@@ -150,3 +150,46 @@ def test_a_flush_does_not_order_a_queueing_made_after_it_began(mode, seed):
     rt, _ = run(body, mode, seed, checks=RACES)
     assert kinds(rt) == ["data-race"]
     assert "ksync.Shared 'x'" in rt.reports[0].text
+
+
+@pytest.mark.parametrize("mode,seed", cases())
+def test_a_correct_program_is_silent_under_every_checker(mode, seed):
+    # A VM-teardown-like pattern: works take a spinlock and update shared
+    # state; a delayed work re-arms itself; the owner flushes, cancels and
+    # destroys in the right order, holding no lock while it waits.
+    def body(rt):
+        wq = wqm.alloc_workqueue("kvm", wqm.WQ_UNBOUND | wqm.WQ_MEM_RECLAIM)
+        mmu_lock = ksync.SpinLock("kvm->mmu_lock")
+        slots_lock = ksync.Mutex("kvm->slots_lock")
+        zapped = ksync.Shared("zapped", 0)
+        ticks = ksync.Shared("ticks", 0)
+
+        def zap(w):
+            with mmu_lock:
+                zapped.write(zapped.read() + 1)
+
+        def tick(dw):
+            ticks.write(ticks.read() + 1)
+            if ticks.read() < 3:
+                wqm.queue_delayed_work(wq, dw, 1)
+        works = [Work(zap, name="zap") for _ in range(6)]
+        dw = wqm.DelayedWork(tick, name="tick")
+
+        def vcpu(lo):
+            for w in works[lo:lo + 3]:
+                with mmu_lock:
+                    wqm.queue_work(wq, w)
+        ts = [rt.spawn(vcpu, lo, name=f"vcpu{lo // 3}") for lo in (0, 3)]
+        wqm.queue_delayed_work(wq, dw, 1)
+        for t in ts:
+            t.join()
+        with slots_lock:
+            pass
+        wqm.flush_workqueue(wq)
+        wqm.cancel_delayed_work_sync(dw)
+        wqm.destroy_workqueue(wq)
+        with mmu_lock:
+            return zapped.read()
+    rt, n = run(body, mode, seed, checks=None)
+    assert n == 6
+    assert kinds(rt) == []

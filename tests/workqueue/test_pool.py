@@ -218,3 +218,19 @@ def test_a_queue_allocated_while_another_is_destroyed_gets_workers(mode, seed):
     rt, n = run(body, mode, seed)
     assert n == 1
     assert kinds(rt) == []
+
+
+@pytest.mark.parametrize("mode,seed", cases())
+def test_runtime_exit_runs_queued_works_and_drops_armed_timers(mode, seed):
+    ran = []
+
+    def body(rt):
+        wq = wqm.alloc_workqueue("left-behind")
+        for i in range(5):
+            wqm.queue_work(wq, Work(lambda w: (ksync.msleep(0.1), ran.append(w.data)), data=i))
+        wqm.queue_work(wqm.system_wq, Work(lambda w: ran.append("system")))
+        wqm.queue_delayed_work(wq, wqm.DelayedWork(lambda w: ran.append("timer")), 3_600_000)
+        # returns without flushing or destroying anything
+    rt, _ = run(body, mode, seed)
+    assert sorted(ran, key=str) == [0, 1, 2, 3, 4, "system"]
+    assert kinds(rt) == []
