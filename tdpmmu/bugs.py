@@ -3,7 +3,11 @@
 Each entry re-introduces one bug on purpose (``Kvm(bugs={"name"})``); the
 correct model is the default.  ``expected_kind`` is the report kind that
 should catch it (``latency`` when only ``tdpmmu stall`` shows it) and
-``scenario`` the scenario in which it shows.
+``scenario`` the scenario in which it shows, ``zap`` the generation it
+belongs to (the bug campaigns run it there) and ``strategy`` the controlled
+schedule strategy its campaign uses: ``pct`` where the bug needs one thread
+starved for a while (a queued work that has not started yet), which the
+uniform random walk rarely does.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ class Bug:
     expected_kind: str
     scenario: str
     interleaving: str
+    zap: str = "async"
+    strategy: str = "random"
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -32,14 +38,17 @@ CATALOGUE: tuple[Bug, ...] = (
         "kvm_mmu_uninit_tdp_mmu() flushes tdp_mmu_zap_wq before the VM is freed",
         "use-after-free", "teardown",
         "A root invalidated just before teardown still has its zap queued when the VM "
-        "is freed. The worker then takes kvm->mmu_lock inside the freed struct kvm."),
+        "is freed. The worker then takes kvm->mmu_lock inside the freed struct kvm.",
+        strategy="pct"),
     Bug("no-users-count-check",
         "put_root hands the zap to the worker even while the VM is being destroyed",
         "KVM: x86/mmu: Zap defunct roots via asynchronous worker (5.18): put_root zaps "
         "inline when refcount_read(&kvm->users_count) is zero",
         "use-after-free", "teardown",
         "During teardown each vCPU puts its root after the VM's users_count reached zero. "
-        "Queued after the final flush, the zap runs on a freed VM."),
+        "Queued after the final flush, the zap runs on a freed VM. (The model's teardown "
+        "unloads vCPU MMUs before its only flush, as 5.18 does, so no put comes after it.)",
+        strategy="pct"),
     Bug("flush-under-mmu-lock",
         "invalidated roots are flushed while mmu_lock is held",
         "KVM: x86/mmu: Zap defunct roots via asynchronous worker (5.18): "
@@ -51,7 +60,7 @@ CATALOGUE: tuple[Bug, ...] = (
         "a walker takes a root reference with a plain increment",
         "KVM: x86/mmu: Use refcount_inc_not_zero() in kvm_tdp_mmu_get_root() and the "
         "rule that a root whose count hit zero is never revived",
-        "refcount", "root_reload_storm",
+        "refcount", "mixed",
         "A root iterator reaches a root whose last reference was just put. A plain "
         "increment revives it from zero while its freeing is already under way."),
     Bug("reuse-invalid-root",
@@ -67,7 +76,8 @@ CATALOGUE: tuple[Bug, ...] = (
         "needed by lockless walkers such as fast_page_fault()",
         "use-after-free", "mmu_notifier",
         "A fast page fault walks the paging structure under rcu_read_lock only. A zap "
-        "frees a page table it is standing on, and the walker reads freed memory."),
+        "frees a page table it is standing on, and the walker reads freed memory.",
+        strategy="pct"),
     Bug("non-atomic-shared-zap",
         "the shared zap writes SPTEs with plain stores under the read lock",
         "KVM: x86/mmu: tdp_mmu_set_spte_atomic() (5.12): SPTE changes under the read "
@@ -79,15 +89,18 @@ CATALOGUE: tuple[Bug, ...] = (
         "the zap worker zaps without taking mmu_lock",
         "tdp_mmu_zap_root_work() takes read_lock(&kvm->mmu_lock) around the zap and "
         "kvm_tdp_mmu_put_root() asserts it (kvm_lockdep_assert_mmu_lock_held)",
-        "data-race", "memslot_churn",
+        "warn", "memslot_churn",
         "The worker tears the root down with no lock while zap_all_fast or a vCPU "
-        "works on it under mmu_lock. Nothing orders their accesses to the roots list."),
+        "works on it under mmu_lock. Nothing orders their accesses to the roots list; the "
+        "model sees the worker drop a lock it never took when the zap yields (bad-unlock) and "
+        "the work return with it held (warn)."),
     Bug("skip-invalid-roots-on-notifier",
         "a host invalidation zaps only valid roots",
         "KVM: x86/mmu: Zap _all_ roots when unmapping gfn range in TDP MMU (late 2021)",
         "use-after-free", "mmu_notifier",
         "A vCPU still runs on an invalid root that still maps a gfn. The host unmaps and "
-        "frees that page; the vCPU's next access goes to freed memory."),
+        "frees that page; the vCPU's next access goes to freed memory.",
+        strategy="pct"),
     Bug("zap-without-yield",
         "the worker never yields mmu_lock while zapping",
         "tdp_mmu_iter_cond_resched(): zaps must yield when mmu_lock is contended or a "

@@ -75,6 +75,8 @@ def get_scenario(name: str) -> Scenario:
 
 
 # Importing the modules registers their scenarios, in the order `tdpmmu scenarios` lists them.
-from . import dirty_log, max_guest_memory, memslot_churn, mmu_notifier, reload_storm, teardown  # noqa: E402,F401,I001
+from . import (  # noqa: E402,F401,I001
+    max_guest_memory, dirty_log, memslot_churn, teardown, reload_storm, mmu_notifier, mixed,
+)
 
 __all__ = ["SCENARIOS", "Scenario", "UnknownScenario", "get_scenario", "scenario"]
