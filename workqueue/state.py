@@ -98,7 +98,8 @@ def set_pool_limits(max_workers: int | None = None, idle_timeout_ms: float | Non
     if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 0):
         raise WorkqueueError(f"set_pool_limits(max_workers={max_workers!r}): "
                              "a worker count >= 0")
-    if idle_timeout_ms is not None and idle_timeout_ms < 0:
+    if idle_timeout_ms is not None and (not isinstance(idle_timeout_ms, int | float)
+                                        or idle_timeout_ms < 0):
         raise WorkqueueError(f"set_pool_limits(idle_timeout_ms={idle_timeout_ms!r}): "
                              "a duration >= 0")
     from .pool import kick_pool_locked, start_worker

@@ -178,6 +178,7 @@ def test_bad_arguments_raise_clear_errors_naming_the_object():
                      lambda: wqm.queue_work("not a queue", Work(print)),
                      lambda: wqm.flush_work(None),
                      lambda: wqm.set_pool_limits(max_workers=-1),
+                     lambda: wqm.set_pool_limits(idle_timeout_ms="soon"),
                      lambda: wqm.destroy_workqueue(wqm.system_wq)):
             with pytest.raises(wqm.WorkqueueError) as ei:
                 call()
@@ -193,7 +194,8 @@ def test_bad_arguments_raise_clear_errors_naming_the_object():
     assert "not a work queue" in errors[5]
     assert "flush_work" in errors[6]
     assert "max_workers" in errors[7]
-    assert "events" in errors[8]
+    assert "idle_timeout_ms" in errors[8]
+    assert "events" in errors[9]
 
 
 def test_max_active_above_the_kernel_limit_is_clamped_with_a_warning():
