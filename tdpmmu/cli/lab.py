@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if args.timeline:
             from ..teach.timeline import render_timeline
             try:
-                path = render_timeline(trace, args.timeline)
+                path = render_timeline(trace, args.timeline, window=result.window)
             except ValueError as e:
                 raise UsageError(str(e)) from None
             print(f"\ntimeline of {result.caption} written to {path}")

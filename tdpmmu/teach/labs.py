@@ -49,6 +49,7 @@ class LabOutput:
     text: str
     traced: RunResult
     caption: str
+    window: tuple[int, int] | None = None     # the steps the timeline zooms on
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def run_lab1(seed: int) -> LabOutput:
     out += ["", "The async run (64 pages) from the vCPU's mmu_unload to the end:"]
     out.append(render_trace(Trace.from_result(traced), legend=False,
                             window=(m["unload_start"], traced.steps)))
-    return LabOutput("\n".join(out), traced, "lab 1: async, 64 pages")
+    return LabOutput("\n".join(out), traced, "lab 1: async, 64 pages, from the vCPU's unload",
+                     window=(max(0, m["unload_start"] - 10), traced.steps))
 
 
 # ---------------------------------------------------------------- lab 2
@@ -283,7 +285,8 @@ def run_lab4(seed: int) -> LabOutput:
     out += ["", f"Seed {first.seed} from the vCPU's last kvm_put on:"]
     out.append(render_trace(Trace.from_result(first), legend=False, window=(start, first.steps)))
     return LabOutput("\n".join(out), first,
-                     f"lab 4: seed {first.seed}, priority, no-flush-before-free")
+                     f"lab 4: seed {first.seed}, priority, no-flush-before-free, teardown",
+                     window=(max(0, start - 10), first.steps))
 
 
 LABS: dict[int, Lab] = {lab.number: lab for lab in (

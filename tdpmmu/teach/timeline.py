@@ -11,7 +11,9 @@ wall time (free mode):
   dark for write;
 * a red (mmu_lock), orange (another lock), purple (a flush) or grey (join,
   sleep, RCU) block while the thread waits, labelled with what it waits on;
-* a red dashed line and a star on the filing thread's lane at each report.
+* a red dashed line and a star on the filing thread's lane at each report,
+  numbered, and the reports listed under the chart;
+* a black dotted line where ``struct kvm`` is freed.
 
 ``intervals(trace)`` gives the same data as plain tuples, for tests and for
 anyone who wants another rendering.
@@ -142,11 +144,27 @@ def lanes(trace: Trace, segs: list[Segment]) -> list[str]:
     return [t for t in trace.threads if t in busy or t in reporters or t == "main"]
 
 
+def window_ns(trace: Trace, window: tuple[int, int] | None) -> tuple[int, int]:
+    """The times spanned by the scheduling steps ``window=(first, last)``; all when None."""
+    if window is None:
+        return 0, trace.end_ns
+    inside = [t for (s, *_), t in zip(trace.events, trace.times, strict=True)
+              if window[0] <= s <= window[1]]
+    if not inside:
+        raise ValueError(f"timeline window {window}: no event in those steps "
+                         f"(the run has steps 0..{trace.events[-1][0] if trace.events else 0})")
+    return min(inside), max(inside)
+
+
 def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEFAULT_HIDE,
-                    dpi: int = 110) -> Path:
-    """Draw the Gantt chart of ``trace`` to the PNG file ``path``; returns the path."""
+                    dpi: int = 110, window: tuple[int, int] | None = None) -> Path:
+    """Draw the Gantt chart of ``trace`` to the PNG file ``path``; returns the path.
+
+    ``window=(first, last)`` zooms on those scheduling steps.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     path = Path(path)
@@ -154,7 +172,9 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
         raise ValueError(f"timeline {path}: the file name must end in .png")
     if not path.parent.exists():
         raise ValueError(f"timeline {path}: directory {path.parent} does not exist")
-    segs = intervals(trace, hide)
+    t0, t1 = window_ns(trace, window)
+    segs = [Segment(s.thread, s.kind, max(s.start_ns, t0), min(s.end_ns, t1), s.label)
+            for s in intervals(trace, hide) if s.end_ns >= t0 and s.start_ns <= t1]
     names = lanes(trace, segs)
     scale, unit = (1e3, "us") if trace.end_ns < 5e7 else (1e6, "ms")
     shown = reports_text(trace)
@@ -162,8 +182,8 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     row = {n: len(names) - 1 - i for i, n in enumerate(names)}
-    minw = _min_width(trace)
-    span = max(trace.end_ns, 1)
+    span = max(t1 - t0, 1)
+    minw = max(span // 400, 1)
     for s in segs:
         if s.thread not in row:
             continue
@@ -175,8 +195,15 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
             dark = s.kind in ("mmu_lock(W)", "wait mmu_lock", "wait flush", "work")
             ax.text(x0 + w / 2, y + lo + h / 2, s.label, ha="center", va="center",
                     fontsize=7, color="white" if dark else "black", clip_on=True)
+    for t, name in frees_of_note(trace):
+        if t0 <= t <= t1:
+            ax.axvline(t / scale, color="black", linestyle=":", linewidth=1.2)
+            ax.annotate(f"free {name}", (t / scale, len(names) + 0.45), fontsize=8,
+                        ha="right", annotation_clip=False)
     reports = trace.reports()
     for i, (_, t, th, _kind, _title) in enumerate(reports):
+        if not t0 <= t <= t1:
+            continue
         x = t / scale
         ax.axvline(x, color="#e41a1c", linestyle="--", linewidth=1)
         if th in row:
@@ -188,7 +215,7 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
     ax.set_yticks([row[n] + 0.5 for n in names])
     ax.set_yticklabels(names)
     ax.set_ylim(0, len(names) + 0.75)
-    ax.set_xlim(0, (trace.end_ns + minw) / scale)
+    ax.set_xlim(t0 / scale, (t1 + minw) / scale)
     clock = "virtual time" if trace.mode == "controlled" else "wall time"
     ax.set_xlabel(f"{clock} ({unit})" + ("; one scheduling step = 1 us"
                                          if trace.mode == "controlled" else ""))
@@ -197,6 +224,7 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
     if trace.title:
         ax.set_title(trace.title, fontsize=10, pad=20)
     handles = [Patch(color=COLOURS[k], label=_LEGEND[k]) for k in COLOURS]
+    handles.append(Line2D([], [], color="black", linestyle=":", label="struct kvm freed"))
     handles.append(Patch(color="#e41a1c", label="report fired (dashed line, star)", fill=False,
                          linestyle="--"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
@@ -209,6 +237,18 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
     fig.subplots_adjust(left=0.09, right=0.78, top=top, bottom=bottom)
     fig.savefig(path, format="png", metadata={"Software": None})
     return path
+
+
+#: Allocations whose free a chart marks: the object a use-after-free is usually about.
+NOTABLE = ("struct kvm",)
+
+
+def frees_of_note(trace: Trace) -> list[tuple[int, str]]:
+    """``(time_ns, name)`` of each free of a NOTABLE object (struct kvm)."""
+    notable = {obj for _, _, kind, obj, arg in trace.events
+               if kind == ev.ALLOC and arg in NOTABLE}
+    return [(t, short_name(obj)) for (_, _, kind, obj, _), t in
+            zip(trace.events, trace.times, strict=True) if kind == ev.FREE and obj in notable]
 
 
 def reports_text(trace: Trace, limit: int = 8, width: int = 120) -> list[str]:
@@ -236,4 +276,5 @@ def _band(kind: str) -> tuple[float, float]:
     return 0.33, 0.31
 
 
-__all__ = ["COLOURS", "Segment", "intervals", "lanes", "render_timeline"]
+__all__ = ["COLOURS", "Segment", "intervals", "lanes", "render_timeline", "reports_text",
+           "window_ns"]

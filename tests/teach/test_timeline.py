@@ -76,3 +76,14 @@ def test_a_bad_file_name_or_directory_is_refused(clean_run, tmp_path):
         render_timeline(tr, tmp_path / "chart.svg")
     with pytest.raises(ValueError, match="does not exist"):
         render_timeline(tr, tmp_path / "nowhere" / "chart.png")
+
+
+def test_a_window_zooms_on_steps_and_the_free_of_struct_kvm_is_marked(clean_run, tmp_path):
+    from tdpmmu.teach.timeline import frees_of_note, window_ns
+    tr = Trace.from_result(clean_run)
+    start = clean_run.params["marks"]["delete_start"]
+    t0, t1 = window_ns(tr, (start, start + 30))
+    assert 0 < t0 < t1 < tr.end_ns
+    assert [name for _, name in frees_of_note(tr)] == ["kvm"]
+    with pytest.raises(ValueError, match="no event in those steps"):
+        window_ns(tr, (10**9, 10**9 + 1))
