@@ -168,3 +168,31 @@ def test_a_work_flushing_itself_is_reported(mode, seed):
     rt, _ = run(body, mode, seed, checks=LOCKDEP)
     assert kinds(rt) == ["recursive-locking", "deadlock"]
     assert "(work_completion)narcissus" in rt.reports[0].title
+
+
+@pytest.mark.parametrize("checks", [(), LOCKDEP])
+@pytest.mark.parametrize("mode,seed", cases())
+def test_the_worker_holds_the_queue_and_work_maps_only_while_the_work_runs(mode, seed, checks):
+    def body(rt):
+        wq = wqm.alloc_workqueue("q")
+        inside = []
+
+        def fn(w):
+            inside.append([lk.name for lk, _m in ksync.current_thread().held])
+        w = Work(fn, name="probe")
+        after = []
+
+        def probe_after(w2):
+            after.append([lk.name for lk, _m in ksync.current_thread().held])
+        for _ in range(2):
+            wqm.queue_work(wq, w)
+            wqm.flush_work(w)
+        wqm.queue_work(wq, Work(probe_after, name="second"))
+        wqm.flush_workqueue(wq)
+        wqm.destroy_workqueue(wq)
+        return inside, after, [lk.name for lk, _m in ksync.current_thread().held]
+    rt, (inside, after, main_held) = run(body, mode, seed, checks=checks)
+    assert inside == [["(wq_completion)q", "(work_completion)probe"]] * 2
+    assert after == [["(wq_completion)q", "(work_completion)second"]]
+    assert main_held == []
+    assert kinds(rt) == []
