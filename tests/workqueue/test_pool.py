@@ -234,3 +234,19 @@ def test_runtime_exit_runs_queued_works_and_drops_armed_timers(mode, seed):
     rt, _ = run(body, mode, seed)
     assert sorted(ran, key=str) == [0, 1, 2, 3, 4, "system"]
     assert kinds(rt) == []
+
+
+@pytest.mark.parametrize("mode,seed", cases())
+def test_a_work_returning_with_a_lock_held_is_reported(mode, seed):
+    def body(rt):
+        wq = wqm.alloc_workqueue("q")
+        lock = ksync.SpinLock("leaky_lock")
+        w = Work(lambda w: lock.lock(), name="leaker")
+        wqm.queue_work(wq, w)
+        wqm.flush_work(w)
+        wqm.destroy_workqueue(wq)
+    rt, _ = run(body, mode, seed)
+    assert kinds(rt) == ["warn"]
+    r = rt.reports[0]
+    assert r.title.startswith("workqueue leaked lock or atomic: kworker/")
+    assert "leaky_lock" in r.text and "<lambda>" in r.text
