@@ -245,7 +245,8 @@ def run_lab3(seed: int) -> LabOutput:
     start = bad.params["marks"].get("delete_start", 0)
     out += ["", "Part B from the memslot delete on:"]
     out.append(render_trace(Trace.from_result(bad), legend=False, window=(start, bad.steps)))
-    return LabOutput("\n".join(out), bad, "lab 3: part B (flush-under-mmu-lock)")
+    return LabOutput("\n".join(out), bad, "lab 3: part B (flush-under-mmu-lock)",
+                     window=(max(0, start - 10), bad.steps))
 
 
 # ---------------------------------------------------------------- lab 4

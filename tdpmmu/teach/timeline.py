@@ -195,7 +195,8 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
             dark = s.kind in ("mmu_lock(W)", "wait mmu_lock", "wait flush", "work")
             ax.text(x0 + w / 2, y + lo + h / 2, s.label, ha="center", va="center",
                     fontsize=7, color="white" if dark else "black", clip_on=True)
-    for t, name in frees_of_note(trace):
+    frees = [(t, name) for t, name in frees_of_note(trace) if t0 <= t <= t1]
+    for t, name in frees:
         if t0 <= t <= t1:
             ax.axvline(t / scale, color="black", linestyle=":", linewidth=1.2)
             ax.annotate(f"free {name}", (t / scale, len(names) + 0.45), fontsize=8,
@@ -209,7 +210,7 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
         if th in row:
             ax.plot([x], [row[th] + 0.5], marker="*", markersize=14, color="#e41a1c",
                     markeredgecolor="black", zorder=5)
-        ax.annotate(str(i + 1), (x, len(names) + 0.05 + 0.3 * (i % 2)), fontsize=9,
+        ax.annotate(str(i + 1), (x, len(names) + 0.02 + 0.22 * (i % 3)), fontsize=9,
                     fontweight="bold", color="#b00000", ha="center", annotation_clip=False,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#b00000"})
     ax.set_yticks([row[n] + 0.5 for n in names])
@@ -224,9 +225,11 @@ def render_timeline(trace: Trace, path: str | Path, *, hide: Iterable[str] = DEF
     if trace.title:
         ax.set_title(trace.title, fontsize=10, pad=20)
     handles = [Patch(color=COLOURS[k], label=_LEGEND[k]) for k in COLOURS]
-    handles.append(Line2D([], [], color="black", linestyle=":", label="struct kvm freed"))
-    handles.append(Patch(color="#e41a1c", label="report fired (dashed line, star)", fill=False,
-                         linestyle="--"))
+    if frees:
+        handles.append(Line2D([], [], color="black", linestyle=":", label="struct kvm freed"))
+    if any(t0 <= t <= t1 for _, t, *_ in reports):
+        handles.append(Patch(color="#e41a1c", label="report fired (dashed line, star)",
+                             fill=False, linestyle="--"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
               frameon=False)
     if shown:
