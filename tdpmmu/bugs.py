@@ -67,9 +67,10 @@ CATALOGUE: tuple[Bug, ...] = (
         "a vCPU loading its MMU reuses an invalid root that the worker is zapping",
         "kvm_tdp_mmu_get_vcpu_root_hpa() only reuses roots whose role matches, and an "
         "invalid root never matches (role.invalid)",
-        "use-after-free", "memslot_churn",
+        "warn", "memslot_churn",
         "After zap_all_fast invalidates a root, a vCPU reloading its MMU takes a "
-        "reference to it again. It runs on a root the worker is emptying and may outlive."),
+        "reference to it again. It runs on a root the worker is emptying: every fault on it "
+        "is abandoned as stale (a livelock), and the load itself breaks invariant 3 (WARN)."),
     Bug("free-page-table-without-rcu",
         "a zapped page-table page is freed at once instead of after a grace period",
         "KVM: x86/mmu: Free page table pages through RCU (tdp_mmu_free_sp_rcu_callback), "
