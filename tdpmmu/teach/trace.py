@@ -3,7 +3,7 @@
 Kernel counterpart: reading ``trace-cmd report`` of the lock, workqueue and
 kvmmmu tracepoints, with the noise already filtered out.  Each row is one
 summarised event in the column of the thread that did it, under the
-scheduling step it happened at:
+scheduling step it happened at (wall-clock microseconds in free mode):
 
     +mmu_lock(R) / -mmu_lock(R)   took / dropped kvm->mmu_lock for read (W: write)
     +-mmu_lock(R)                 took and dropped it, nothing else shown in between
@@ -58,8 +58,10 @@ class Row:
 def summarise(trace: Trace, hide: Iterable[str] = DEFAULT_HIDE) -> list[Row]:
     """Turn the raw events into readable rows (no layout yet)."""
     s = _Summariser(tuple(hide))
-    for e in trace.events:
-        s.feed(*e)
+    clock = trace.mode == "controlled"
+    for (step, th, kind, obj, arg), t in zip(trace.events, trace.times, strict=True):
+        # Free mode has no scheduling steps: rows are placed by wall time in us.
+        s.feed(step if clock else t // 1000, th, kind, obj, arg)
     return _compress(s.rows)
 
 
@@ -249,7 +251,8 @@ def render_trace(trace: Trace, *, width: int = 21, hide: Iterable[str] = DEFAULT
                  window: tuple[int, int] | None = None) -> str:
     """The column-per-thread text of ``trace``; ``width`` is each column's width.
 
-    ``window=(first, last)`` keeps only the rows of scheduling steps in that range.
+    ``window=(first, last)`` keeps only the rows of scheduling steps in that range
+    (of wall-clock microseconds for a free-mode run, whose rows are placed by time).
     """
     if width < 8:
         raise ValueError(f"render_trace(width={width}): columns need at least 8 characters")
@@ -262,7 +265,9 @@ def render_trace(trace: Trace, *, width: int = 21, hide: Iterable[str] = DEFAULT
     out = []
     if trace.title:
         out.append(f"trace: {trace.title}")
-    header = " step | " + " | ".join(f"{t[:width]:<{width}}" for t in threads)
+    sw = max(5, len(str(max((r.step for r in rows), default=0))))
+    unit = "step" if trace.mode == "controlled" else "us"
+    header = f"{unit:>{sw}} | " + " | ".join(f"{t[:width]:<{width}}" for t in threads)
     out += [header.rstrip(), "-" * len(header)]
     shown = 0
     for r in rows:
@@ -271,14 +276,14 @@ def render_trace(trace: Trace, *, width: int = 21, hide: Iterable[str] = DEFAULT
             break
         shown += 1
         if r.report:
-            out.append(f"{r.step:5d} | {r.text}")
+            out.append(f"{r.step:{sw}d} | {r.text}")
             continue
         if r.thread not in col:
             continue
         for j, piece in enumerate(textwrap.wrap(r.text, width) or [""]):
             cells = [""] * len(threads)
             cells[col[r.thread]] = piece
-            step = f"{r.step:5d}" if j == 0 else " " * 5
+            step = f"{r.step:{sw}d}" if j == 0 else " " * sw
             out.append((f"{step} | " + " | ".join(f"{c:<{width}}" for c in cells)).rstrip())
     if legend:
         out.append("")

@@ -110,3 +110,24 @@ def test_short_names_keep_the_object_and_drop_the_path():
     assert short_name("kvm->mmu_lock") == "mmu_lock"
     assert short_name("kvm->arch.tdp_mmu_pages_lock") == "pages_lock"
     assert short_name("root#12(as1,L5)->tdp_mmu_root_count") == "root#12 ref"
+
+
+@pytest.mark.timeout(60)
+def test_a_free_mode_run_is_placed_by_wall_time():
+    import ksync
+    with ksync.Runtime(mode="free", trace=True) as rt:
+        lock = ksync.Mutex("free_lock")
+
+        def worker():
+            for _ in range(3):
+                with lock:
+                    pass
+
+        for t in [rt.spawn(worker, name=f"w{i}") for i in range(2)]:
+            rt.join(t)
+    tr = Trace.from_runtime(rt)
+    assert tr.times == sorted(tr.times)
+    text = render_trace(tr)
+    header = next(ln for ln in text.splitlines() if "| main" in ln)
+    assert header.split("|")[0].strip() == "us"
+    assert "+free_lock(W)" in text or "+-free_lock(W)" in text
