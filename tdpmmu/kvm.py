@@ -120,6 +120,13 @@ class Kvm:
                        f"WARNING: {what}\n  at {site}\n  VM {self.name} (zap={self.zap})",
                        vm=self.name)
 
+    def check_alive(self, op: str) -> None:
+        """Refuse ``op`` on a destroyed VM (KvmError), after the KASAN-style access check."""
+        ksync.check_access(self, op)
+        if self.destroyed:
+            raise KvmError(f"{self.name}: {op} on a destroyed VM "
+                           f"(at {ksync.report.call_site(('ksync', 'tdpmmu'))})")
+
     def free_sp(self, page: Any) -> None:
         """Free a zapped page-table page after a grace period (kernel: call_rcu)."""
         if self.bug("free-page-table-without-rcu"):
@@ -229,6 +236,7 @@ class Kvm:
     def create_vcpu(self, vcpu_id: int | None = None, **kw: Any) -> Any:
         """Kernel: kvm_vm_ioctl_create_vcpu()."""
         from .vcpu import Vcpu
+        self.check_alive("create_vcpu")
         v = Vcpu(self, len(self.vcpus) if vcpu_id is None else vcpu_id, **kw)
         self.vcpus.append(v)
         return v

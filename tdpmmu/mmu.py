@@ -31,6 +31,7 @@ def set_memory_region(kvm: Kvm, slot_id: int, base_gfn: int, npages: int, flags:
     Kernel: kvm_set_memory_region() — takes ``slots_lock``; deleting or
     moving a slot zaps everything with the fast zap first.
     """
+    kvm.check_alive("set_memory_region")
     if as_id not in (0, 1):
         raise ValueError(f"{kvm.name}: address space {as_id} does not exist (0 or 1)")
     if npages < 0 or base_gfn < 0:
@@ -100,6 +101,7 @@ def mmu_notifier_invalidate_range(kvm: Kvm, as_id: int, start: int, end: int) ->
     (invariant 10); a stale one is reported when its later zap touches the
     freed page.
     """
+    kvm.check_alive("mmu_notifier_invalidate_range")
     if start >= end:
         return 0
     kvm.mmu_lock.write_lock()
@@ -177,6 +179,7 @@ def get_dirty_log(kvm: Kvm, slot_id: int, as_id: int = 0) -> list[int]:
     (kvm_tdp_mmu_clear_dirty_pt_masked walks valid and invalid roots);
     then flush remote TLBs so the next write to those pages faults.
     """
+    kvm.check_alive("get_dirty_log")
     if as_id not in (0, 1):
         raise ValueError(f"{kvm.name}: address space {as_id} does not exist (0 or 1)")
     with kvm.slots_lock:

@@ -178,3 +178,21 @@ def test_flush_remote_tlbs_empties_every_vcpu_tlb():
         kvm.destroy()
     rt, _ = run(body)
     assert_no_reports(rt)
+
+
+def test_operations_on_a_destroyed_vm_are_refused_and_reported_as_use_after_free():
+    from tdpmmu import get_dirty_log, mmu_notifier_invalidate_range
+
+    def body(rt):
+        kvm = Kvm()
+        set_memory_region(kvm, 0, 0, 10)
+        kvm.destroy()
+        for call, op in ((lambda: set_memory_region(kvm, 1, 20, 5), "set_memory_region"),
+                         (lambda: kvm.create_vcpu(), "create_vcpu"),
+                         (lambda: mmu_notifier_invalidate_range(kvm, 0, 0, 5),
+                          "mmu_notifier_invalidate_range"),
+                         (lambda: get_dirty_log(kvm, 0), "get_dirty_log")):
+            with pytest.raises(KvmError, match=f"kvm: {op} on a destroyed VM"):
+                call()
+    rt, _ = run(body, checks=("uaf",))
+    assert {r.kind for r in rt.reports} == {"use-after-free"}, titles(rt)
