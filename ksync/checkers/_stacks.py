@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 from types import CodeType
+from typing import Any
 
 import ksync
 
@@ -26,6 +27,9 @@ _THREADING = threading.__file__
 Stack = tuple  # (CodeType, int, CodeType, int, ...)
 
 EMPTY: Stack = ()
+
+#: Per-thread cache of ``capture_cached``.
+_tls = threading.local()
 
 
 def capture(skip: int = 2, limit: int = 10) -> Stack:
@@ -39,6 +43,10 @@ def capture(skip: int = 2, limit: int = 10) -> Stack:
         f = sys._getframe(skip)
     except ValueError:
         return EMPTY
+    return _walk(f, limit)
+
+
+def _walk(f: Any, limit: int) -> Stack:
     out: list = []
     n = 0
     while f is not None and n < limit:
@@ -50,6 +58,40 @@ def capture(skip: int = 2, limit: int = 10) -> Stack:
             n += 1
         f = f.f_back
     return tuple(out)
+
+
+def capture_cached(skip: int = 2, limit: int = 10) -> Stack:
+    """``capture(skip, limit)``, reusing the outer frames of this thread's last call.
+
+    Accesses come in bursts from one function: its caller ``P`` stays the
+    same live frame, suspended at the same line, so the frames above the
+    innermost one are those saved last time.  Each thread keeps one entry
+    ``(P, P's line, P's caller, saved tail)``; a hit costs the walk to the
+    innermost frame instead of the whole stack.  Checking P's caller too
+    keeps a generator resumed from elsewhere from reusing a stale tail.
+    """
+    try:
+        f = sys._getframe(skip)
+    except ValueError:
+        return EMPTY
+    ksync_dir, threading_file = _KSYNC_DIR, _THREADING
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not fn.startswith(ksync_dir) and fn != threading_file:
+            break
+        f = f.f_back
+    if f is None:
+        return EMPTY
+    head = (f.f_code, f.f_lineno)
+    p = f.f_back
+    if p is None or limit <= 1:
+        return head
+    c = getattr(_tls, "tail", None)
+    if c is not None and c[0] is p and c[1] == p.f_lineno and c[2] is p.f_back:
+        return head + c[3]
+    tail = _walk(p, limit - 1)
+    _tls.tail = (p, p.f_lineno, p.f_back, tail)
+    return head + tail
 
 
 def capture_site(skip: int = 2) -> Stack:

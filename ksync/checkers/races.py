@@ -61,59 +61,16 @@ from ..rcu import RCU_LOCK_MAP
 from . import _stacks
 from . import races_report as rr
 from .races_report import SUPPRESSIONS, add_suppression  # noqa: F401  (public names)
+from .races_state import IGNORE as _IGNORE
+from .races_state import RCU as _RCU
+from .races_state import SYNC as _SYNC
+from .races_state import Cell as _Cell
+from .races_state import ShadowObj as _Obj
+from .races_state import forget as _forget
+from .races_state import join as _join
 
 _WRITE = ev.EXCLUSIVE
-_SYNC, _IGNORE, _RCU = 0, 1, 2
 _STACK_DEPTH = 8
-
-
-def _join(a: list[int], b: list[int]) -> None:
-    """a := a ⊔ b (pointwise max), growing ``a`` as needed."""
-    lb = len(b)
-    if len(a) < lb:
-        a.extend([0] * (lb - len(a)))
-    a[:lb] = map(max, a, b)
-
-
-def _forget(dead: list[int], key: int) -> Any:
-    """A weakref callback that queues ``key`` for removal (no lock: it may run anywhere)."""
-    return lambda _ref: dead.append(key)
-
-
-class _Obj:
-    """Shadow of one object: its memory cells and, if it synchronises, its clocks."""
-
-    __slots__ = ("strong", "ref", "name", "cells", "kind", "vc", "rvc", "writer",
-                 "readers")
-
-    def __init__(self, obj: Any, ref: Any, name: str) -> None:
-        self.strong = obj if ref is None else None
-        self.ref = ref
-        self.name = name
-        self.cells: dict[Any, _Cell] = {}
-        self.kind = _SYNC
-        self.vc: list[int] = []       # release clock (writers, atomics, completions)
-        self.rvc: list[int] = []      # rwlock: readers' release clock
-        self.writer = -1              # write holder as the events tell it (tid)
-        self.readers: dict[int, int] = {}   # read holders as the events tell it: tid -> depth
-
-
-class _Cell:
-    """FastTrack state of one location: last write epoch and per-thread reads."""
-
-    __slots__ = ("name", "what", "w_tid", "w_clk", "w_stack", "w_held", "w_atomic", "reads",
-                 "sync")
-
-    def __init__(self, name: str, what: str) -> None:
-        self.name = name
-        self.what = what
-        self.w_tid = -1
-        self.w_clk = 0
-        self.w_stack: _stacks.Stack = _stacks.EMPTY
-        self.w_held: tuple = ()
-        self.w_atomic = False
-        self.reads: dict[int, tuple[int, _stacks.Stack, tuple, bool]] = {}
-        self.sync: list[int] | None = None
 
 
 class RaceDetector(ev.Checker):
@@ -206,8 +163,30 @@ class RaceDetector(ev.Checker):
             op = "read" if op == "atomic-read" else "write"
         self._access(t, obj, field, op, atomic)
 
+    def _same_epoch(self, tid: int, obj: Any, field: Any, write: bool) -> bool:
+        """FastTrack's same-epoch rules: this thread already made this access
+        to this location since its last release, so nothing can change.
+
+        Runs without ``self._lk`` (every value read is replaced whole, never
+        mutated, and ``v[tid]`` changes only on this thread's own events), so
+        a repeated access costs a few dict probes instead of a saved stack.
+        """
+        o = self._objs.get(id(obj))
+        if o is None or not (o.strong is obj or (o.strong is None and o.ref() is obj)):
+            return False
+        c = o.cells.get(field)
+        v = self._vcs.get(tid)
+        if c is None or v is None:
+            return False
+        if write:
+            return c.w_ep == (tid, v[tid])
+        r = c.reads.get(tid)
+        return r is not None and r[0] == v[tid] and not r[3]
+
     def _access(self, t: Any, obj: Any, field: Any, op: str, atomic: bool) -> None:
-        stack = _stacks.capture(5, _STACK_DEPTH)
+        if not atomic and self._same_epoch(t.tid, obj, field, op == "write"):
+            return
+        stack = _stacks.capture_cached(5, _STACK_DEPTH)
         held = tuple(t.held)
         tid = t.tid
         with self._lk:
@@ -256,6 +235,7 @@ class RaceDetector(ev.Checker):
         c.w_stack = stack
         c.w_held = held
         c.w_atomic = atomic
+        c.w_ep = None if atomic else (tid, v[tid])
         return race
 
     # ------------------------------------------------------------------ locks
@@ -340,7 +320,7 @@ class RaceDetector(ev.Checker):
             _join(self._vc(t.tid), self._obj(obj).vc)
 
     def _on_spawn(self, parent: Any, child: Any, _arg: Any) -> None:
-        stack = _stacks.capture(5, _STACK_DEPTH)
+        stack = _stacks.capture_cached(5, _STACK_DEPTH)
         with self._lk:
             v = self._vc(parent.tid)
             cv = v[:]
