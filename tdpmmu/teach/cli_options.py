@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..cli.common import UsageError
 from .record import Trace
 
 
-class TeachOptionError(ValueError):
-    """A bad ``--timeline`` path: one line, exit status 2."""
+class TeachOptionError(UsageError, ValueError):
+    """A bad ``--timeline`` path: the command line prints one line and exits 2."""
 
 
 def add_teach_options(p: argparse.ArgumentParser, *, trace: bool = True) -> None:

@@ -33,8 +33,8 @@ from .record import Trace, is_pseudo_lock, lock_label, short_name
 #: Objects whose events a trace leaves out unless asked (``hide=()`` shows them).
 DEFAULT_HIDE = ("vcpu->mode", "->requests", "rcu_read_lock")
 
-_LEGEND = ("+L(R)/-L(R): took/dropped lock L for read (W write, r RCU-style reader); "
-           "+-L(R): took and dropped it; "
+_LEGEND = ("+L(R)/-L(R): acquired/released lock L for read (W write, r RCU-style reader); "
+           "+-L(R): acquired and released it; "
            "waits X: blocked on X; ref a->b: refcount change; queue/run/done [w]: work "
            "item w queued, started, finished; zapped N SPTEs: SPTEs torn down; "
            "alloc/free N page tables: page-table pages; (...) xN: repeated N times; !!: a report fired")
