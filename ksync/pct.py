@@ -8,7 +8,12 @@ Probabilistic Guarantees of Finding Bugs" (ASPLOS 2010).  The scheduler:
 * picks ``depth - 1`` change points uniformly among the ``steps`` scheduling
   decisions it expects; at the i-th change point the thread that just ran
   drops to priority ``depth - i``, below every initial priority;
-* at every decision runs the highest-priority runnable thread.
+* at every decision runs the highest-priority runnable thread;
+* past the ``steps`` decisions it expected, it picks uniformly at random
+  (Coyote's "fair PCT"): strict priorities would let a thread that spins
+  waiting for a lower-priority one (a ``cond_resched`` loop) starve it
+  forever, turning a run into a livelock.  The change points all lie in the
+  first ``steps`` decisions, so the guarantee below is unaffected.
 
 For a program with ``n`` threads and ``k`` steps, each run finds a given bug
 of depth ``d`` (``d`` ordering constraints between events) with probability
@@ -66,6 +71,8 @@ class PCTStrategy(Strategy):
         return p
 
     def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
+        if step >= self.steps:
+            return runnable[self._rng.randrange(len(runnable))]
         low = self.change_points.get(step)
         if low is not None:
             self._priority(current)

@@ -100,3 +100,27 @@ def test_explore_stops_at_max_runs_and_says_it_is_incomplete():
     res = explore(lambda rt: lost_update(rt, threads=3), preemption_bound=3, checks=(),
                   max_runs=5)
     assert res.runs == 5 and not res.complete
+
+
+def test_pct_does_not_livelock_a_thread_spinning_on_a_lower_priority_one():
+    def spin_wait(rt: ksync.Runtime) -> None:
+        flag = ksync.Atomic(0, name="flag")
+
+        def waiter() -> None:
+            while flag.read() == 0:
+                ksync.cond_resched()
+
+        def setter() -> None:
+            for _ in range(5):
+                ksync.cond_resched()
+            flag.set(1)
+
+        ts = [rt.spawn(waiter, name="waiter"), rt.spawn(setter, name="setter")]
+        for t in ts:
+            rt.join(t)
+
+    for seed in range(10):
+        with ksync.Runtime(mode="controlled", seed=seed, strategy="pct:d=2,k=20",
+                           max_steps=5_000) as rt:
+            spin_wait(rt)
+        assert rt.reports == [], (seed, [r.title for r in rt.reports])
