@@ -60,9 +60,12 @@ CATALOGUE: tuple[Bug, ...] = (
         "a walker takes a root reference with a plain increment",
         "KVM: x86/mmu: Use refcount_inc_not_zero() in kvm_tdp_mmu_get_root() and the "
         "rule that a root whose count hit zero is never revived",
-        "refcount", "mixed",
+        "refcount", "root_reload_storm",
         "A root iterator reaches a root whose last reference was just put. A plain "
-        "increment revives it from zero while its freeing is already under way."),
+        "increment revives it from zero while its freeing is already under way. (Under "
+        "async the last put marks the root invalid at once, so walkers of valid roots skip "
+        "it; the sync generation keeps it valid until unlinked.)",
+        zap="sync"),
     Bug("reuse-invalid-root",
         "a vCPU loading its MMU reuses an invalid root that the worker is zapping",
         "kvm_tdp_mmu_get_vcpu_root_hpa() only reuses roots whose role matches, and an "
@@ -100,8 +103,7 @@ CATALOGUE: tuple[Bug, ...] = (
         "KVM: x86/mmu: Zap _all_ roots when unmapping gfn range in TDP MMU (late 2021)",
         "use-after-free", "mmu_notifier",
         "A vCPU still runs on an invalid root that still maps a gfn. The host unmaps and "
-        "frees that page; the vCPU's next access goes to freed memory.",
-        strategy="pct"),
+        "frees that page; the vCPU's next access goes to freed memory."),
     Bug("zap-without-yield",
         "the worker never yields mmu_lock while zapping",
         "tdp_mmu_iter_cond_resched(): zaps must yield when mmu_lock is contended or a "

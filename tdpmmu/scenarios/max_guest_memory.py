@@ -27,13 +27,14 @@ GIB_PAGES = 1 << 18     # 4K pages in 1 GiB
 UNMAP_PAGES = 16    # what the host takes back at once: small, so vCPUs seldom retry
 
 
-def prefault_4k(kvm: Kvm, vcpu, slot, pages_per_gib: int) -> int:
+def prefault_4k(kvm: Kvm, vcpu, slot, pages_per_gib: int, writable: bool = True) -> int:
     """Map the first ``pages_per_gib`` pages of each GiB of ``slot`` in ``vcpu``'s root, 4K each.
 
     Context: ``mmu_lock`` taken here for write (populate uses plain stores).
     Like a fault, it keeps off host memory that an mmu notifier is
     invalidating or has taken back (kernel: the mmu_invalidate_seq check):
-    such GiBs are left to the guest's faults.  Returns the SPTEs written.
+    such GiBs are left to the guest's faults.  ``writable=False`` leaves
+    them write-protected, as dirty logging does.  Returns the SPTEs written.
     """
     n = 0
     kvm.mmu_lock.write_lock()
@@ -45,7 +46,7 @@ def prefault_4k(kvm: Kvm, vcpu, slot, pages_per_gib: int) -> int:
             cnt = min(pages_per_gib, slot.end_gfn - g)
             if any(g <= gfn < g + cnt for gfn in taken):
                 continue
-            n += populate_4k(vcpu.root.page, g, cnt, kvm.host.gfn_to_pfn(slot, g), True,
+            n += populate_4k(vcpu.root.page, g, cnt, kvm.host.gfn_to_pfn(slot, g), writable,
                              kvm.alloc)
     finally:
         kvm.mmu_lock.write_unlock()

@@ -3,11 +3,13 @@
 Selftest counterparts: tools/testing/selftests/kvm/access_tracking_perf_test.c
 and the mmu-notifier paths that memslot_perf_test drives — the host
 reclaims guest memory (``kvm_mmu_notifier_invalidate_range_start/end``)
-while vCPUs fault and walk their roots without a lock, and while a memslot
-change has just invalidated every root (so some vCPU may still run on an
-invalid one, whose zap is queued).  The slot logs dirty pages, so mappings
-are 4K and a write after a read is a lockless fast page fault; the zaps of
-invalidated roots tear page tables down under those lockless walkers.
+while vCPUs fault and walk their root without a lock, and while a memslot
+change has just invalidated every root, whose zap (by the worker under
+``async``) is still under way.  The vCPUs' root is filled with
+write-protected 4K mappings across ``gib`` GiB (as dirty logging leaves
+them), so each write is a lockless fast page fault; the zap of that root
+tears page tables down 1G at a time, yielding to the host's unmaps, which
+may hit a GiB the zap has not reached yet.
 """
 
 from __future__ import annotations
@@ -19,34 +21,39 @@ from ..memslot import KVM_MEM_LOG_DIRTY_PAGES
 from ..mmu import mmu_notifier_invalidate_range, set_memory_region
 from . import scenario
 from ._common import check_positive, run_all, scenario_rng
+from .max_guest_memory import GIB_PAGES, prefault_4k
 
-HUGE_2M = 512
 UNMAP_PAGES = 8      # small: each freed host page is an object the checkers watch
 
 
 @scenario("mmu_notifier", "host unmaps of gfn ranges racing zaps, faults and lockless walks",
-          vcpus=2, regions=2, touches=3, unmaps=4, flips=2)
-def mmu_notifier(*, zap: str, bugs: frozenset[str], vcpus: int, regions: int, touches: int,
-                 unmaps: int, flips: int) -> None:
-    """Slot 0 spans ``regions`` 2M regions; each vCPU reads then writes ``touches`` pages
-    in each, twice; the host unmaps ``UNMAP_PAGES`` around a touched page ``unmaps``
-    times; a memslot thread deletes and re-creates slot 1 ``flips`` times, each
-    invalidating every root (whose zaps free page tables under lockless walkers)."""
-    check_positive("mmu_notifier", vcpus=vcpus, regions=regions, touches=touches,
-                   unmaps=unmaps, flips=flips)
+          vcpus=2, gib=4, pages_per_gib=512, touches=3, unmaps=3, flips=1)
+def mmu_notifier(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int, pages_per_gib: int,
+                 touches: int, unmaps: int, flips: int) -> None:
+    """Slot 0 spans ``gib`` GiB, ``pages_per_gib`` of each mapped 4K read-only up front;
+    each vCPU reads then writes ``touches`` of those pages per GiB; the host unmaps
+    ``UNMAP_PAGES`` around a mapped page ``unmaps`` times; a memslot thread deletes and
+    re-creates slot 1 ``flips`` times, each invalidating every root."""
+    check_positive("mmu_notifier", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib,
+                   touches=touches, unmaps=unmaps, flips=flips)
     rng = scenario_rng("mmu_notifier")
     kvm = Kvm(zap=zap, bugs=bugs)
-    set_memory_region(kvm, 0, 0, regions * HUGE_2M, KVM_MEM_LOG_DIRTY_PAGES)
-    scratch = regions * HUGE_2M + HUGE_2M
+    slot = set_memory_region(kvm, 0, 0, gib * GIB_PAGES, KVM_MEM_LOG_DIRTY_PAGES)
+    scratch = gib * GIB_PAGES
     set_memory_region(kvm, 1, scratch, 16)
+    mapped = min(pages_per_gib, GIB_PAGES)
+    vcpus_ = [kvm.create_vcpu() for _ in range(vcpus)]
+    for v in vcpus_:
+        v.mmu_load()                  # one role: every vCPU shares the root
+    prefault_4k(kvm, vcpus_[0], slot, mapped, writable=False)
     jobs = []
-    for _ in range(vcpus):
-        v = kvm.create_vcpu()
-        gfns = [r * HUGE_2M + rng.randrange(HUGE_2M) for r in range(regions)
+    for v in vcpus_:
+        gfns = [g * GIB_PAGES + rng.randrange(mapped) for g in range(gib)
                 for _ in range(touches)]
+        rng.shuffle(gfns)
         jobs.append((_vcpu, (v, gfns), v.name))
-    touched = [g for j in jobs for g in j[1][1]]
-    plan = [(rng.randrange(6) * 0.005, rng.choice(touched) & ~(UNMAP_PAGES - 1))
+    plan = [(rng.randrange(1, 8) * 0.005,
+             rng.randrange(gib) * GIB_PAGES + rng.randrange(mapped) // UNMAP_PAGES * UNMAP_PAGES)
             for _ in range(unmaps)]
     jobs.append((_host_unmaps, (kvm, plan), "host"))
     gaps = [rng.randrange(1, 6) * 0.005 for _ in range(flips)]
@@ -56,11 +63,10 @@ def mmu_notifier(*, zap: str, bugs: frozenset[str], vcpus: int, regions: int, to
 
 
 def _vcpu(vcpu, gfns: list[int]) -> None:
-    """Read then write each page twice: faults, TLB hits, fast page faults on write-protected 4K SPTEs."""
-    for _ in range(2):
-        for gfn in gfns:
-            vcpu.access(gfn)
-            vcpu.access(gfn, write=True)
+    """Read then write each page: TLB hits, then fast page faults on write-protected SPTEs."""
+    for gfn in gfns:
+        vcpu.access(gfn)
+        vcpu.access(gfn, write=True)
 
 
 def _host_unmaps(kvm: Kvm, plan: list[tuple[float, int]]) -> None:
