@@ -6,6 +6,7 @@ executor's processes.  Only this process writes the results file.
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -72,7 +73,6 @@ def run_campaign(spec: CampaignSpec, out: Path, *, jobs: int = 1, resume: bool =
                  progress: Progress | None = None,
                  executor_factory: ExecutorFactory = process_pool) -> CampaignOutcome:
     """Run (or continue) the campaign; results go to ``out/results.jsonl`` as they arrive."""
-    import logging
     log = logging.getLogger(LOGGER)
     out = Path(out)
     log_path = str(out / "campaign.log")
