@@ -3,9 +3,11 @@
 Kernel counterpart: none — the picture of the seed patch's headline.  Left:
 the dropping vCPU's block time for each zap generation, with the async
 worker's zap time beside it (the work did not vanish, it moved) and the
-100 ms line.  Right: deleting the populated memslot — its latency, and the
-CPU time spent zapping on threads other than the caller (the 6.6 reason
-to drop the worker).  Uses matplotlib's Agg backend: no display needed.
+100 ms line.  Middle: the other vCPUs' worst ``mmu_lock`` wait meanwhile
+(what a zap that does not yield costs everyone else).  Right: deleting the
+populated memslot — its latency, and the CPU time spent zapping on threads
+other than the caller (the 6.6 reason to drop the worker).  Uses
+matplotlib's Agg backend: no display needed.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def plot_stall(doc: dict[str, Any], path: Path) -> Path:
     zaps = [z for z in _STYLE if any(r["zap"] == z for r in rows)]
     sizes = sorted({r["memory_bytes"] for r in rows})
     bugs = sorted({b for r in rows for b in r.get("bugs", [])})
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    fig, (left, mid, right) = plt.subplots(1, 3, figsize=(17, 5.2), constrained_layout=True)
 
     for zap in zaps:
         color, marker = _STYLE[zap]
@@ -60,6 +62,16 @@ def plot_stall(doc: dict[str, Any], path: Path) -> Path:
     title = "vCPU dropping the last reference to a 4K-populated root"
     left.set_title(title + (f"\nbugs on: {', '.join(bugs)}" if bugs else ""), fontsize=10)
     left.legend(fontsize=8)
+
+    for zap in zaps:
+        color, marker = _STYLE[zap]
+        xs, ys = _series(rows, zap, "max_mmu_lock_wait_ms")
+        mid.plot(xs, ys, color=color, marker=marker, label=f"{zap}: others' worst wait")
+    _size_axis(mid, sizes)
+    mid.set_ylabel("milliseconds")
+    mid.set_title("meanwhile: the other vCPUs' worst mmu_lock wait\n(faults, and the host "
+                  "unmapping a page for write)", fontsize=10)
+    mid.legend(fontsize=8)
 
     for zap in zaps:
         color, marker = _STYLE[zap]
