@@ -123,7 +123,7 @@ def test_teardown_returns_every_page_and_root_and_leaves_nothing_reachable(zap, 
         return kvm
     rt, kvm = run(body, lifetimes=life)
     assert_no_reports(rt)
-    assert_nothing_reachable_from_freed(life)
+    assert_nothing_reachable_from_freed(life, kvm)
     assert {r.page.level for r in life.roots} == {root_level}
     assert life.is_freed(kvm)
 
@@ -159,9 +159,10 @@ def test_async_teardown_flushes_a_zap_queued_by_the_last_vcpu_put_before_freeing
         kvm.destroy()
         assert kvm.stats.zaps_queued == 1 and kvm.stats.zapped_sptes == 600
         assert_torn_down(kvm)
-    rt, _ = run(body, lifetimes=life)
+        return kvm
+    rt, kvm = run(body, lifetimes=life)
     assert_no_reports(rt)
-    assert_nothing_reachable_from_freed(life)
+    assert_nothing_reachable_from_freed(life, kvm)
 
 
 def test_flush_remote_tlbs_empties_every_vcpu_tlb():

@@ -111,7 +111,7 @@ def test_faults_race_zaps_reloads_memslot_changes_notifier_and_teardown_without_
                       seed=seed, lifetimes=life, max_steps=400_000)
         assert_no_reports(rt)
         assert_torn_down(kvm)
-        assert_nothing_reachable_from_freed(life)
+        assert_nothing_reachable_from_freed(life, kvm)
         assert kvm.stats.faults > 0
 
 
@@ -119,10 +119,12 @@ def test_faults_race_zaps_reloads_memslot_changes_notifier_and_teardown_without_
 @pytest.mark.parametrize("zap", ZAPS)
 def test_the_same_races_in_free_mode_with_noise_are_clean_too(zap):
     for seed in range(6):
+        life = Lifetimes()
         rt, kvm = run(lambda rt, s=seed: race_everything(rt, zap, s, vcpus=3), mode="free",
-                      seed=seed, noise=0.2)
+                      seed=seed, noise=0.2, lifetimes=life)
         assert_no_reports(rt)
         assert_torn_down(kvm)
+        assert_nothing_reachable_from_freed(life, kvm)
 
 
 @pytest.mark.timeout(60)

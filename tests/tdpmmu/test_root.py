@@ -267,9 +267,10 @@ def test_async_put_while_the_vm_is_destroyed_zaps_inline_instead_of_queueing(zap
         assert n == 1 and thread == "main" and can_yield and listed
         assert kvm.stats.inline_zaps == 1 and kvm.stats.zaps_queued == 0
         assert_torn_down(kvm)
-    rt, _ = run(body, lifetimes=life)
+        return kvm
+    rt, kvm = run(body, lifetimes=life)
     assert_no_reports(rt)
-    assert_nothing_reachable_from_freed(life)
+    assert_nothing_reachable_from_freed(life, kvm)
 
 
 def test_async_inline_zap_leaves_the_root_when_a_reference_was_taken_meanwhile(monkeypatch):
