@@ -166,7 +166,10 @@ def test_install_4k_under_a_2m_leaf_zaps_the_huge_leaf_then_links_a_table():
     alloc = PageAllocator()
     root = alloc.alloc_root(4)
     install_leaf(root, 0, PG_LEVEL_2M, 512, True, True, alloc)
-    assert install_leaf(root, 7, PG_LEVEL_4K, 99, True, True, alloc) is OK
+    zaps = []
+    assert install_leaf(root, 7, PG_LEVEL_4K, 99, True, True, alloc,
+                        on_zap=lambda: zaps.append(1)) is OK
+    assert zaps == [1]            # the caller owes a TLB flush for the old 2M mapping
     assert [(g, lvl) for g, lvl, _ in iter_leaf_mappings(root)] == [(7, 1)]
     assert_accounting_matches_tree(alloc, root)
 
@@ -175,9 +178,10 @@ def test_install_2m_over_a_4k_table_tears_the_table_down_through_on_free_page():
     alloc = PageAllocator()
     root = alloc.alloc_root(4)
     populate_4k(root, 512, 512, 4096, True, alloc)
-    freed = []
-    assert install_leaf(root, 600, PG_LEVEL_2M, 1024, True, True, alloc, freed.append) is OK
-    assert [p.level for p in freed] == [1]
+    freed, zaps = [], []
+    assert install_leaf(root, 600, PG_LEVEL_2M, 1024, True, True, alloc, freed.append,
+                        on_zap=lambda: zaps.append(1)) is OK
+    assert [p.level for p in freed] == [1] and zaps == [1]
     assert (freed[0].spt == np.uint64(REMOVED_SPTE)).all()
     assert [(g, lvl) for g, lvl, _ in iter_leaf_mappings(root)] == [(512, 2)]
     assert_accounting_matches_tree(alloc, root)
