@@ -226,6 +226,23 @@ def test_zap_range_removes_exactly_the_mappings_that_meet_the_range(start, lengt
     assert_freed_pages_are_dead(freed)
 
 
+def test_zap_range_says_a_flush_is_owed_only_when_sptes_were_removed_since_the_last_yield():
+    alloc = PageAllocator()
+    root = alloc.alloc_root(4)
+    populate_4k(root, 0, 3 * 512, 0, True, alloc)     # leaves in 2M regions 0..2 only
+    asked = []
+
+    def should_yield(flush):
+        asked.append(flush)
+        return flush                 # yield (and "flush") exactly when one is owed
+
+    zap_range(root, 0, 8 * 512, True, None, should_yield)
+    # Removing a region's leaves owes a flush; the yield pays it, and the
+    # empty regions after the last removal owe nothing.
+    assert asked[:3] == [True, True, True] and not any(asked[3:]), asked
+    assert count_present(root) == 0
+
+
 def test_zap_range_frees_fully_covered_leaf_pages_and_clears_partial_ones_in_place():
     alloc = PageAllocator()
     root = alloc.alloc_root(4)
