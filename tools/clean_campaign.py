@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Clean campaign: the correct model over many controlled schedules, every checker on.
 
-Runs every scenario in every zap generation over consecutive seeds (random
-strategy; ``--pct-share`` of the runs use PCT instead), in ``--jobs``
+Runs every scenario in every zap generation over consecutive seeds, each
+seed also picking the scenario's program (``variant=seed``); random
+strategy, ``--pct-share`` of the runs use PCT instead; in ``--jobs``
 processes, and counts runs with any report or model error — zero expected.
 
     python tools/clean_campaign.py --runs 10000 --jobs 2 [--json]
@@ -30,7 +31,7 @@ def _chunk(args: tuple[list[tuple[str, str, int, str]]]) -> list[tuple]:
     out = []
     for name, zap, seed, strategy in items:
         t0 = time.perf_counter()
-        r = run_scenario(name, zap=zap, seed=seed, strategy=strategy)
+        r = run_scenario(name, zap=zap, seed=seed, strategy=strategy, params={"variant": seed})
         out.append((name, zap, seed, strategy, r.kinds(), r.steps, time.perf_counter() - t0,
                     (r.reports[0].title if r.reports else r.error.splitlines()[-1:])))
     return out

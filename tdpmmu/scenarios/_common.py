@@ -13,9 +13,17 @@ from typing import Any
 import ksync
 
 
-def scenario_rng(name: str) -> random.Random:
-    """A random source fixed by the runtime's seed: a run stays a pure function of it."""
-    return random.Random(f"{name}:{ksync.current_runtime().seed}")
+def scenario_rng(name: str, variant: int) -> random.Random:
+    """The random source of a scenario's program (sizes, delays, addresses).
+
+    It is fixed by the scenario's ``variant`` parameter, not by the runtime
+    seed, so that a schedule string alone replays a run (the seed only
+    drives the scheduler).  Campaigns that want a different program per run
+    pass ``variant=seed``.
+    """
+    if not isinstance(variant, int) or isinstance(variant, bool) or variant < 0:
+        raise ValueError(f"scenario {name}: variant={variant!r} must be an integer >= 0")
+    return random.Random(f"{name}:{variant}")
 
 
 def run_all(jobs: Iterable[tuple[Callable[..., Any], tuple, str]]) -> None:

@@ -23,13 +23,13 @@ HUGE_2M = 512
 
 
 @scenario("dirty_log", "dirty logging toggled and harvested while vCPUs write",
-          vcpus=2, pages=512, stride=64, iterations=3)
+          vcpus=2, pages=512, stride=64, iterations=3, variant=0)
 def dirty_log(*, zap: str, bugs: frozenset[str], vcpus: int, pages: int, stride: int,
-              iterations: int) -> None:
+              iterations: int, variant: int) -> None:
     """Each vCPU owns ``pages`` pages (2M-aligned, so they start huge) and writes
     every ``stride``-th one per pass; ``iterations`` harvests of the log."""
     check_positive("dirty_log", vcpus=vcpus, pages=pages, stride=stride, iterations=iterations)
-    rng = scenario_rng("dirty_log")
+    rng = scenario_rng("dirty_log", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     span = -(-pages // HUGE_2M) * HUGE_2M
     set_memory_region(kvm, 0, 0, vcpus * span)

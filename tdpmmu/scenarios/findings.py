@@ -28,12 +28,16 @@ class CampaignResult:
 
 def run_findings(bug: Bug | None, scenario: str, *, zap: str, seed: int, strategy: str,
                  bugs: tuple[str, ...] = (), checks=None) -> list[str]:
-    """Run ``scenario`` once and return its finding kinds (``latency`` included when measured)."""
+    """Run ``scenario`` once and return its finding kinds (``latency`` included when measured).
+
+    The seed picks both the schedule and the program (``variant=seed``), so
+    that consecutive seeds also vary sizes, delays and addresses.
+    """
     from ..harness import run_scenario
     from .latency import latency_finding
     want_latency = bug is not None and bug.expected_kind == "latency"
     r = run_scenario(scenario, zap=zap, seed=seed, strategy=strategy, bugs=bugs,
-                     trace=want_latency, checks=checks)
+                     trace=want_latency, checks=checks, params={"variant": seed})
     kinds = r.kinds()
     if want_latency and latency_finding(scenario, r.params, r.trace) is not None:
         kinds.append("latency")

@@ -54,15 +54,15 @@ def prefault_4k(kvm: Kvm, vcpu, slot, pages_per_gib: int, writable: bool = True)
 
 
 @scenario("max_guest_memory", "a big 4K-populated root dropped by a vCPU while the host unmaps",
-          vcpus=2, gib=16, pages_per_gib=512, invalidations=3)
+          vcpus=2, gib=16, pages_per_gib=512, invalidations=3, variant=0)
 def max_guest_memory(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int,
-                     pages_per_gib: int, invalidations: int) -> None:
+                     pages_per_gib: int, invalidations: int, variant: int) -> None:
     check_positive("max_guest_memory", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib,
                    invalidations=invalidations)
     if pages_per_gib > GIB_PAGES:
         raise ValueError(f"scenario max_guest_memory: pages_per_gib={pages_per_gib} exceeds "
                          f"the {GIB_PAGES} pages of a GiB")
-    rng = scenario_rng("max_guest_memory")
+    rng = scenario_rng("max_guest_memory", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     slot = set_memory_region(kvm, 0, 0, gib * GIB_PAGES)
     big = kvm.create_vcpu()

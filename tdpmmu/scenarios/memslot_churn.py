@@ -21,9 +21,9 @@ from ._common import check_positive, run_all, scenario_rng
 
 
 @scenario("memslot_churn", "memslots deleted, re-created and moved under faulting vCPUs",
-          vcpus=2, pages=16, rounds=2, dirty_logging=True)
+          vcpus=2, pages=16, rounds=2, dirty_logging=True, variant=0)
 def memslot_churn(*, zap: str, bugs: frozenset[str], vcpus: int, pages: int,
-                  rounds: int, dirty_logging: bool) -> None:
+                  rounds: int, dirty_logging: bool, variant: int) -> None:
     """Slot 0 stays; slot 1 is deleted and re-created, slot 2 moved between two bases,
     ``rounds`` times each; each vCPU touches all three areas ``rounds + 1`` times.
 
@@ -32,7 +32,7 @@ def memslot_churn(*, zap: str, bugs: frozenset[str], vcpus: int, pages: int,
     whatever root the vCPU still has, possibly one the worker is zapping.
     """
     check_positive("memslot_churn", vcpus=vcpus, pages=pages, rounds=rounds)
-    rng = scenario_rng("memslot_churn")
+    rng = scenario_rng("memslot_churn", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     stable, churn, moved_a, moved_b = 0, 4 * pages, 8 * pages, 12 * pages
     set_memory_region(kvm, 0, stable, pages, KVM_MEM_LOG_DIRTY_PAGES if dirty_logging else 0)

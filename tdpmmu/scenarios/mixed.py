@@ -20,12 +20,12 @@ from ._common import check_positive, run_all, scenario_rng
 
 
 @scenario("mixed", "reloads, dirty logging, memslot churn and host unmaps at once",
-          vcpus=2, pages=16, rounds=2)
-def mixed(*, zap: str, bugs: frozenset[str], vcpus: int, pages: int, rounds: int) -> None:
+          vcpus=2, pages=16, rounds=2, variant=0)
+def mixed(*, zap: str, bugs: frozenset[str], vcpus: int, pages: int, rounds: int, variant: int) -> None:
     """Slot 0 (``pages``, logged at times), slot 1 (deleted and re-created); each vCPU
     writes, reads and reloads ``rounds`` times; userspace and the host act in between."""
     check_positive("mixed", vcpus=vcpus, pages=pages, rounds=rounds)
-    rng = scenario_rng("mixed")
+    rng = scenario_rng("mixed", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     set_memory_region(kvm, 0, 0, pages)
     churn = 4 * pages

@@ -27,16 +27,16 @@ UNMAP_PAGES = 8      # small: each freed host page is an object the checkers wat
 
 
 @scenario("mmu_notifier", "host unmaps of gfn ranges racing zaps, faults and lockless walks",
-          vcpus=2, gib=4, pages_per_gib=512, touches=3, unmaps=3, flips=1)
+          vcpus=2, gib=4, pages_per_gib=512, touches=3, unmaps=3, flips=1, variant=0)
 def mmu_notifier(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int, pages_per_gib: int,
-                 touches: int, unmaps: int, flips: int) -> None:
+                 touches: int, unmaps: int, flips: int, variant: int) -> None:
     """Slot 0 spans ``gib`` GiB, ``pages_per_gib`` of each mapped 4K read-only up front;
     each vCPU reads then writes ``touches`` of those pages per GiB; the host unmaps
     ``UNMAP_PAGES`` around a mapped page ``unmaps`` times; a memslot thread deletes and
     re-creates slot 1 ``flips`` times, each invalidating every root."""
     check_positive("mmu_notifier", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib,
                    touches=touches, unmaps=unmaps, flips=flips)
-    rng = scenario_rng("mmu_notifier")
+    rng = scenario_rng("mmu_notifier", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     slot = set_memory_region(kvm, 0, 0, gib * GIB_PAGES, KVM_MEM_LOG_DIRTY_PAGES)
     scratch = gib * GIB_PAGES

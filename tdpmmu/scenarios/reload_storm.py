@@ -24,13 +24,13 @@ from ._common import check_positive, run_all, scenario_rng
 
 
 @scenario("root_reload_storm", "vCPUs reload their MMU over and over while roots are walked",
-          vcpus=3, pages=12, reloads=4, toggles=4)
+          vcpus=3, pages=12, reloads=4, toggles=4, variant=0)
 def root_reload_storm(*, zap: str, bugs: frozenset[str], vcpus: int, pages: int,
-                      reloads: int, toggles: int) -> None:
+                      reloads: int, toggles: int, variant: int) -> None:
     check_positive("root_reload_storm", vcpus=vcpus, pages=pages, reloads=reloads)
     if not isinstance(toggles, int) or toggles < 0:
         raise ValueError(f"scenario root_reload_storm: toggles={toggles!r} must be >= 0")
-    rng = scenario_rng("root_reload_storm")
+    rng = scenario_rng("root_reload_storm", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     set_memory_region(kvm, 0, 0, pages)
     jobs = []

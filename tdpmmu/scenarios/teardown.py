@@ -24,13 +24,13 @@ from .max_guest_memory import GIB_PAGES, prefault_4k
 
 
 @scenario("teardown", "the VM destroyed while root zaps are still queued",
-          vcpus=2, gib=8, pages_per_gib=512)
+          vcpus=2, gib=8, pages_per_gib=512, variant=0)
 def teardown(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int,
-             pages_per_gib: int) -> None:
+             pages_per_gib: int, variant: int) -> None:
     """``vcpus`` vCPUs with distinct root roles fill their root, reload and close
     their VM reference; the last put destroys the VM."""
     check_positive("teardown", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib)
-    rng = scenario_rng("teardown")
+    rng = scenario_rng("teardown", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     slots = {as_id: set_memory_region(kvm, 0, 0, gib * GIB_PAGES, as_id=as_id)
              for as_id in (0, 1)}

@@ -27,7 +27,7 @@ def test_all_issue_scenarios_are_registered_in_order() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_scenario_is_clean_in_controlled_mode(name: str, zap: str) -> None:
     for seed in CONTROLLED_SEEDS:
-        r = run_scenario(name, zap=zap, seed=seed)
+        r = run_scenario(name, zap=zap, seed=seed, params={"variant": seed})
         assert r.clean, (seed, r.kinds(), r.error, [x.title for x in r.reports])
 
 
@@ -40,19 +40,25 @@ def test_scenario_is_clean_in_free_mode(name: str, zap: str) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_controlled_run_is_a_pure_function_of_the_seed() -> None:
-    a = run_scenario("mixed", seed=5)
-    b = run_scenario("mixed", seed=5)
-    c = run_scenario("mixed", seed=6)
+def test_controlled_run_is_a_pure_function_of_seed_and_variant() -> None:
+    a = run_scenario("mixed", seed=5, params={"variant": 1})
+    b = run_scenario("mixed", seed=5, params={"variant": 1})
+    c = run_scenario("mixed", seed=6, params={"variant": 1})
+    d = run_scenario("mixed", seed=5, params={"variant": 2})
     assert a.schedule == b.schedule and a.steps == b.steps
-    assert a.schedule != c.schedule
+    assert a.schedule != c.schedule and a.schedule != d.schedule
+
+
+def test_bad_variant_is_named() -> None:
+    r = run_scenario("mixed", params={"variant": -1})
+    assert "scenario mixed: variant=-1 must be an integer >= 0" in r.error
 
 
 @pytest.mark.timeout(60)
-def test_schedule_replays_exactly_with_the_same_seed() -> None:
-    # The seed also fixes the scenario's program, so a replay passes it too.
-    a = run_scenario("memslot_churn", seed=3)
-    b = run_scenario("memslot_churn", seed=3, schedule=a.schedule)
+def test_schedule_alone_replays_exactly() -> None:
+    # The program comes from the variant parameter, not the seed.
+    a = run_scenario("memslot_churn", seed=3, params={"variant": 2})
+    b = run_scenario("memslot_churn", seed=99, schedule=a.schedule, params={"variant": 2})
     assert b.schedule == a.schedule and b.clean
 
 
