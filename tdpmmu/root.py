@@ -121,6 +121,14 @@ def put_root(kvm: Kvm, root: Root, shared: bool) -> None:
         root.invalid = True
         root.tdp_mmu_root_count.set(1)
         ksync.check_access(kvm, "users_count")
+        if kvm.bug("zap-on-last-put") and kvm.users_count.peek():
+            # The bug (the pre-seed behaviour): the task putting the last
+            # reference zaps the whole root itself, without yielding.
+            zapper.tdp_mmu_zap_root(kvm, root, shared, can_yield=False)
+            if root.tdp_mmu_root_count.dec_and_test():
+                _unlink_root(kvm, root)
+                _free_root(kvm, root)
+            return
         if kvm.users_count.read() or kvm.bug("no-users-count-check"):
             schedule_zap_root(kvm, root)
             return
