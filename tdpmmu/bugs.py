@@ -111,6 +111,14 @@ CATALOGUE: tuple[Bug, ...] = (
         "latency", "max_guest_memory",
         "The worker holds mmu_lock for read for the whole zap of a large root. A host "
         "invalidation waiting for write holds back every faulting vCPU behind it."),
+    Bug("zap-on-last-put",
+        "the task that puts a root's last reference zaps the whole root itself",
+        "KVM: x86/mmu: Zap defunct roots via asynchronous worker (5.18), the seed: before "
+        "it, kvm_tdp_mmu_put_root() zapped inline with can_yield=false",
+        "latency", "max_guest_memory",
+        "A vCPU reloading its MMU drops the last reference to a big 4K-populated root and "
+        "zaps it under mmu_lock for read, without yielding. A host invalidation waiting for "
+        "write, and every vCPU queued behind it, waits for the whole zap."),
     Bug("zap-root-in-one-pass",
         "a root is zapped in one pass from the top level",
         "KVM: x86/mmu: Zap roots in two passes to avoid inducing RCU stalls (5.18)",

@@ -19,7 +19,7 @@ from tdpmmu.scenarios.findings import campaign, run_findings
 SMALL_BUDGET = 12
 #: Bugs a small campaign finds from either seed range.
 QUICK = ("flush-under-mmu-lock", "worker-zap-without-mmu-lock", "zap-without-yield",
-         "zap-root-in-one-pass")
+         "zap-root-in-one-pass", "zap-on-last-put")
 #: Bugs whose find rate per run is lower: one campaign from seed 0, larger budget.
 SLOW = {"no-flush-before-free": 20, "non-atomic-shared-zap": 40,
         "get-root-without-inc-not-zero": 20, "free-page-table-without-rcu": 10,
