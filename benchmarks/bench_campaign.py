@@ -35,7 +35,7 @@ from tdpmmu.campaign import CampaignSpec, run_campaign
 from tdpmmu.harness import run_scenario
 from tdpmmu.scenarios import SCENARIOS
 
-REFERENCE = ("root_reload_storm", {"vcpus": 4, "pages": 4, "reloads": 1})
+REFERENCE = ("root_reload_storm", {"vcpus": 4, "pages": 4, "reloads": 1, "toggles": 0})
 #: Step budget of a runs-to-first-finding run: a bug that makes the model spin
 #: ends as a livelock report (not the expected kind) instead of minutes of steps.
 MAX_STEPS = 20_000
@@ -74,7 +74,7 @@ def checker_costs(runs: int) -> dict[str, float]:
 
 
 def threads16(runs: int) -> dict[str, float]:
-    params = {"vcpus": 16, "pages": 32, "reloads": 1}
+    params = {"vcpus": 16, "pages": 32, "reloads": 1, "toggles": 0}
     r = run_scenario(REFERENCE[0], params=params, keep_runtime=True)
     res = one_core(runs, params)
     return {"managed_threads": len(r.runtime.threads), **res}
@@ -117,14 +117,19 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100, help="runs per throughput figure")
     ap.add_argument("--cap", type=int, default=60, help="runs-to-first-finding cap")
     ap.add_argument("--campaigns", type=int, default=3, help="campaigns per bug and strategy")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput rounds (best is kept)")
     ap.add_argument("--skip-findings", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     res: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(),
                            "load": os.getloadavg()[0]}
-    res["one_core"] = one_core(a.runs, REFERENCE[1])
-    res["one_core_pct"] = one_core(a.runs, REFERENCE[1], strategy="pct:d=3,k=200")
-    res["all_cores"] = all_cores(a.runs)
+    # Best of --repeat: on a shared machine the slowest rounds measure the neighbours.
+    res["one_core"] = max((one_core(a.runs, REFERENCE[1]) for _ in range(a.repeat)),
+                          key=lambda r: r["exec_per_s"])
+    res["one_core_pct"] = max((one_core(a.runs, REFERENCE[1], strategy="pct:d=3,k=200")
+                               for _ in range(a.repeat)), key=lambda r: r["exec_per_s"])
+    res["all_cores"] = max((all_cores(a.runs) for _ in range(a.repeat)),
+                           key=lambda r: r["exec_per_s"])
     res["all_cores"]["efficiency"] = res["all_cores"]["exec_per_s"] / (
         res["all_cores"]["jobs"] * res["one_core"]["exec_per_s"])
     res["checker_cpu_ms"] = checker_costs(max(10, a.runs // 5))
@@ -137,7 +142,8 @@ def main() -> None:
     o, m = res["one_core"], res["all_cores"]
     print(f"reference {REFERENCE}: {o['steps_per_run']:.0f} steps/run")
     print(f"one core : {o['exec_per_s']:.1f} exec/s (wall {o['wall_ms_per_run']:.1f} ms, "
-          f"CPU {o['cpu_ms_per_run']:.1f} ms per run)")
+          f"CPU {o['cpu_ms_per_run']:.1f} ms per run; CPU-bound "
+          f"{1000 / o['cpu_ms_per_run']:.0f} exec/s)")
     p = res["one_core_pct"]
     print(f"one core, PCT d=3: {p['exec_per_s']:.1f} exec/s (wall {p['wall_ms_per_run']:.1f} ms, "
           f"CPU {p['cpu_ms_per_run']:.1f} ms per run)")
