@@ -15,16 +15,24 @@ from .helpers import blocked_in, cases, kinds, run, until
 def test_flush_work_waits_for_the_last_queueing_and_is_false_when_idle(mode, seed):
     def body(rt):
         wq = wqm.alloc_workqueue("q")
+        gate = ksync.Completion("gate")
         done = []
 
         def fn(w):
-            ksync.msleep(0.5)
+            gate.wait()
             done.append(1)
         w = Work(fn)
         idle = wqm.flush_work(w)
         wqm.queue_work(wq, w)
-        waited = wqm.flush_work(w)
+        me = ksync.current_thread()
+
+        def opener():
+            until(blocked_in(me, "flush_work"), "main to wait in flush_work")
+            gate.complete()
+        o = rt.spawn(opener, name="opener")
+        waited = wqm.flush_work(w)              # the run cannot end before this waits
         seen = len(done)
+        o.join()
         wqm.destroy_workqueue(wq)
         return idle, waited, seen
     rt, res = run(body, mode, seed)
