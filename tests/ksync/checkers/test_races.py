@@ -125,6 +125,25 @@ def test_writes_under_a_read_lock_race_and_reads_do_not(mode, seed):
     assert races[0].data["access"]["mutexes"] == [["read", "kvm->mmu_lock"]]
 
 
+@pytest.mark.parametrize("mode,seed", cases())
+def test_readers_and_a_writer_of_an_rwlock_are_ordered_both_ways(mode, seed):
+    def body(rt):
+        lk = ksync.RwLock("kvm->mmu_lock")
+        cfg = ksync.Shared("cfg", 0)
+
+        def reader():
+            for _ in range(3):
+                with lk.read():
+                    cfg.read()
+
+        def writer():
+            for i in range(3):
+                with lk.write():
+                    cfg.write(i)
+        spawn_all(rt, reader, writer, reader)
+    assert run(body, mode, seed, RACES).reports == []
+
+
 @pytest.mark.parametrize("mode,seed", cases()[::2])
 def test_a_race_report_names_the_locks_each_side_held(mode, seed):
     def body(rt):
