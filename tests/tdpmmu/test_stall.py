@@ -99,7 +99,7 @@ def test_each_generation_zaps_the_dropped_root_where_the_kernel_did():
 
 @pytest.mark.timeout(90)
 def test_async_block_time_is_below_sync():
-    series = run_series([GIB], ("sync", "async"), repeat=3)
+    series = run_series([GIB // 2], ("sync", "async"), repeat=3)
     by = {r["zap"]: r for r in series.rows}
     assert series.reports == []
     assert by["async"]["block_ms"] < by["sync"]["block_ms"]
@@ -107,8 +107,8 @@ def test_async_block_time_is_below_sync():
 
 @pytest.mark.timeout(90)
 def test_zap_without_yield_takes_the_worker_s_yields_away():
-    good = measure_once(2 * GIB, "async")
-    bad = measure_once(2 * GIB, "async", bugs=["zap-without-yield"])
+    good = measure_once(GIB, "async")
+    bad = measure_once(GIB, "async", bugs=["zap-without-yield"])
     assert good.drop.zap_yields > 0
     assert bad.drop.zap_yields == 0
     for s in (good, bad):
@@ -120,13 +120,13 @@ def test_zap_without_yield_takes_the_worker_s_yields_away():
 @pytest.mark.timeout(90)
 def test_stall_json_prints_rows_and_writes_csv_json_and_png(tmp_path, capsys):
     out = tmp_path / "st"
-    rc = main(["stall", "--memory", "16M,64M", "--zap", "sync,async", "--out", str(out),
-               "--json"])
+    rc = main(["stall", "--memory", "32M,16M", "--zap", "sync,async", "--out", str(out),
+               "--json", "--host-invalidate-ms", "0"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     doc = json.loads(captured.out)
     assert [(r["memory_bytes"], r["zap"]) for r in doc["rows"]] == [
-        (16 * MIB, "sync"), (16 * MIB, "async"), (64 * MIB, "sync"), (64 * MIB, "async")]
+        (16 * MIB, "sync"), (16 * MIB, "async"), (32 * MIB, "sync"), (32 * MIB, "async")]
     for r in doc["rows"]:
         assert JSON_ROW_KEYS <= r.keys()
         assert r["sptes"] == r["memory_bytes"] // 4096
