@@ -48,8 +48,10 @@ def test_a_thread_blocked_on_a_lock_past_the_threshold_is_reported_with_every_st
         w = rt.spawn(waiter, name="waiter")
         h.join()
         w.join()
-    (r,) = of_kind(rt, "hung-task")
-    assert r.thread == "waiter"
+    # Only the waiter is reported (on a loaded machine main's short join of the
+    # waiter after the holder let go might be too; that is not what this pins).
+    (r,) = [r for r in of_kind(rt, "hung-task") if r.thread == "waiter"]
+    assert set(kinds(rt)) == {"hung-task"}
     for piece in ("INFO: task waiter:2 blocked for more than 0.2 seconds.",
                   "on mutex kvm->slots_lock, held by holder/1",
                   '"KSYNC_HUNG_TIMEOUT=0" disables this message.',
@@ -76,8 +78,9 @@ def test_a_thread_waiting_for_a_completion_is_reported_once_per_wait():
         time.sleep(0.3)                    # more polls of the same wait: no new report
         never.complete()
         w.join()
-    assert kinds(rt) == ["hung-task"]
-    assert "waiting" in rt.reports[0].text and "completion never" in rt.reports[0].text
+    (r,) = [r for r in rt.reports if r.thread == "waiter"]
+    assert set(kinds(rt)) == {"hung-task"}
+    assert "waiting" in r.text and "completion never" in r.text
 
 
 @pytest.mark.timeout(60)
