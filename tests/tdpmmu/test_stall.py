@@ -152,7 +152,7 @@ def test_stall_prints_both_tables_and_the_summary(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [
     ["--memory", "lots"], ["--memory", "0"], ["--memory", "1G,-4G"], ["--memory", "3K"],
     ["--memory", "100T"], ["--zap", "sync,eager"], ["--bug", "no-such-bug"],
-    ["--repeat", "0"], ["--host-invalidate-ms", "-1"],
+    ["--repeat", "0"], ["--host-invalidate-ms", "-1"], ["--out", "/dev/null/stall"],
 ])
 def test_stall_bad_input_is_one_line_and_exit_2(argv, tmp_path, capsys):
     try:
