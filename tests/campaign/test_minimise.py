@@ -20,7 +20,7 @@ def _attempt(body):
 
 def _failing_schedules(body, strategy, n):
     out = []
-    for seed in range(400):
+    for seed in range(3000):
         with ksync.Runtime(mode="controlled", seed=seed, strategy=strategy, checks=()) as rt:
             body(rt)
         if rt.reports:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ksync
 
-#: Steps each toy thread takes; the bug window is one step wide.
-LENGTH = 12
+#: Steps of the window bug's writer and reader; the window is one step wide.
+WRITER_STEPS = 6
+READER_STEPS = 12
 
 
 def window_bug(rt: ksync.Runtime) -> None:
@@ -19,7 +20,7 @@ def window_bug(rt: ksync.Runtime) -> None:
     tick = ksync.Atomic(0, name="tick")
 
     def writer() -> None:
-        for i in range(LENGTH):
+        for i in range(WRITER_STEPS):
             if i == 3:
                 flag.set(1)
                 flag.set(0)
@@ -27,7 +28,7 @@ def window_bug(rt: ksync.Runtime) -> None:
                 tick.read()
 
     def reader() -> None:
-        for _ in range(LENGTH - 1):
+        for _ in range(READER_STEPS):
             tick.read()
         if flag.read() == 1:
             ksync.current_runtime().report("warn", "reader saw the transient flag",
