@@ -86,6 +86,12 @@ def test_time_limit_stops_handing_out_runs_and_resume_finishes(toys, tmp_path):
     assert o2.complete and o2.runs == o.runs + 5 and o2.session_runs == 5
 
 
+def test_a_worker_process_dying_stops_the_campaign_with_a_clear_error(toys, tmp_path):
+    with pytest.raises(CampaignError, match="worker process died.*--resume"):
+        run_campaign(CampaignSpec("toy_crash", runs=4), tmp_path, jobs=1, minimise=False)
+    assert _records(tmp_path)[0]["type"] == "campaign"
+
+
 def test_log_is_written_by_the_manager_and_the_workers(toys, tmp_path):
     run_campaign(CampaignSpec("toy_lost_update", runs=12), tmp_path, jobs=2, minimise=False)
     lines = (tmp_path / "campaign.log").read_text().splitlines()

@@ -30,11 +30,16 @@ def _toy_flaky(*, zap: str, bugs: frozenset[str]) -> None:
     lost_update(rt, 2 + os.urandom(1)[0] % 2)
 
 
+def _toy_crash(*, zap: str, bugs: frozenset[str]) -> None:
+    os._exit(3)     # a worker process dying (OOM killer, a segfault in numpy)
+
+
 TOYS = {
     "toy_lost_update": Scenario("toy_lost_update", "two threads lose an update",
                                 _toy_lost_update, {"threads": 2, "spin": 0}),
     "toy_flaky": Scenario("toy_flaky", "starts an os.urandom-chosen number of threads",
                           _toy_flaky, {}),
+    "toy_crash": Scenario("toy_crash", "kills the process running it", _toy_crash, {}),
 }
 
 
