@@ -249,18 +249,27 @@ def worker_thread(w: Worker) -> None:
                         continue
                     if rt.stopping:
                         if not (pool.worklist or w.scheduled):
+                            _leave_pool_locked(pool, w)
                             return
                     elif timeout is not None and len(pool.workers) > 1 and not pool.worklist:
+                        # Leave under this same hold: a worker still counted as
+                        # available after it stopped looking would swallow a wake-up.
+                        _leave_pool_locked(pool, w)
                         return      # idled out
             if spawn is not None:
                 start_worker(rt, spawn)
             process_one_work(rt, t, w, work)
     finally:
         with rt.big:
-            if w in pool.workers:
-                pool.workers.remove(w)
-                pool.nr_avail -= 1
+            _leave_pool_locked(pool, w)
             st.worker_of.pop(t, None)
+
+
+def _leave_pool_locked(pool: WorkerPool, w: Worker) -> None:
+    """The worker stops counting as one of the pool's (idle) workers.  Context: rt.big."""
+    if w in pool.workers:
+        pool.workers.remove(w)
+        pool.nr_avail -= 1
 
 
 def rescuer_thread(r: Rescuer) -> None:

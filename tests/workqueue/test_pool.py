@@ -4,6 +4,7 @@ exceptions in works, destroy."""
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -250,3 +251,38 @@ def test_a_work_returning_with_a_lock_held_is_reported(mode, seed):
     r = rt.reports[0]
     assert r.title.startswith("workqueue leaked lock or atomic: kworker/")
     assert "leaky_lock" in r.text and "<lambda>" in r.text
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode,seed", cases())
+def test_workers_idling_out_while_works_arrive_never_strand_a_work(mode, seed):
+    # Idle timeout 0: surplus workers leave the moment they find nothing to do,
+    # racing the queueing threads' wake-ups.
+    def body(rt):
+        wqm.set_pool_limits(max_workers=8, idle_timeout_ms=0)
+        wq = wqm.alloc_workqueue("churn", wqm.WQ_UNBOUND)
+        ran = [0]
+
+        def fn(w):
+            ran[0] += 1
+
+        def producer(k):
+            for r in range(40):
+                works = [Work(fn) for _ in range(1 + (r + k) % 5)]
+                for w in works:
+                    wqm.queue_work(wq, w)
+                for w in works:
+                    wqm.flush_work(w)
+        ts = [rt.spawn(producer, k, name=f"p{k}") for k in range(3)]
+        for t in ts:
+            t.join()
+        wqm.destroy_workqueue(wq)
+        return ran[0]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)     # switch threads often, into every narrow window
+    try:
+        rt, n = run(body, mode, seed)
+    finally:
+        sys.setswitchinterval(old)
+    assert n == sum(1 + (r + k) % 5 for k in range(3) for r in range(40))
+    assert kinds(rt) == []
