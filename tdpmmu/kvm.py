@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 import ksync
 from ksync import Mutex, Refcount, RwLock, SpinLock
 
@@ -28,6 +30,7 @@ from .bugs import check_bug_names
 from .host import HostMemory
 from .memslot import KVM_ADDRESS_SPACE_NUM, Memslots
 from .pagetable import PageAllocator
+from .spte import PRESENT, low_bytes
 from .stats import KvmStats
 
 ZAP_MODES = ("sync", "async", "preserve")
@@ -42,9 +45,10 @@ class _Allocator(PageAllocator):
 
     ``freed`` counts pages whose RCU callback ran; after teardown
     ``allocated == freed + discarded`` (every table page came back).
+    ``warn`` is the owning VM's WARN, for a page freed while it still maps.
     """
 
-    __slots__ = ("watch", "freed")
+    __slots__ = ("watch", "freed", "warn")
 
     def alloc_page(self, level: int, gfn: int, spt: Any = None) -> Any:
         page = super().alloc_page(level, gfn, spt)
@@ -94,6 +98,7 @@ class Kvm:
         self.alloc = _Allocator(cpu_relax=_cpu_relax)
         self.alloc.watch = bool(self.rt.listeners)
         self.alloc.freed = 0
+        self.alloc.warn = self.warn
         self.host = HostMemory()
         self.stats = KvmStats()
         self.vcpus: list[Any] = []
@@ -248,6 +253,21 @@ class Kvm:
 
 
 def _free_sp_now(page: Any) -> None:
-    """Kernel: tdp_mmu_free_sp()."""
-    page.alloc.note_freed()
+    """Kernel: tdp_mmu_free_sp().  A page freed while it still maps something is a WARN.
+
+    Every entry of a torn-down table is frozen and its children detached, so
+    no SPTE can be reached through a freed page; checked on one byte per
+    entry (cost: one numpy pass per freed page).
+    """
+    alloc = page.alloc
+    alloc.note_freed()
+    if still_maps(page):
+        alloc.warn(f"{page!r} freed while it still holds present SPTEs or child tables")
     ksync.kfree(page)
+
+
+def still_maps(page: Any) -> bool:
+    """Does ``page`` hold a present SPTE or a linked child table?"""
+    if np.any(low_bytes(page.spt) & PRESENT):
+        return True
+    return page.children is not None and any(c is not None for c in page.children)

@@ -157,6 +157,9 @@ def _free_root(kvm: Kvm, root: Root) -> None:
 
 def _free_root_rcu(kvm: Kvm, root: Root) -> None:
     """Kernel: tdp_mmu_free_sp_rcu_callback() for a root."""
+    from .kvm import still_maps
+    if still_maps(root.page):
+        kvm.warn(f"{root.name} freed while it still maps memory")
     root.freed = True
     kvm.stats.count("roots_rcu_freed")
     ksync.kfree(root)

@@ -197,3 +197,19 @@ def test_operations_on_a_destroyed_vm_are_refused_and_reported_as_use_after_free
                 call()
     rt, _ = run(body, checks=("uaf",))
     assert {r.kind for r in rt.reports} == {"use-after-free"}, titles(rt)
+
+
+def test_freeing_a_page_table_that_still_maps_memory_is_a_warning():
+    from tdpmmu.pagetable import walk_to
+
+    def body(rt):
+        kvm = Kvm()
+        set_memory_region(kvm, 0, 1, 10)
+        v = kvm.create_vcpu()
+        v.access(5)
+        page, _ = walk_to(v.root.page, 5)[-1]
+        kvm.free_sp(page)             # a zap that forgot to tear the page down first
+        ksync.rcu_barrier()
+    rt, _ = run(body, checks=())
+    assert [r.kind for r in rt.reports] == ["warn"], titles(rt)
+    assert "freed while it still holds present SPTEs" in rt.reports[0].title
