@@ -56,13 +56,16 @@ def measure_once(memory_bytes: int, zap: str, bugs: Iterable[str] = (), faulters
 
     Runs its own free-mode runtime with checkers off; must be called from a
     thread that is not already managed.  Model reports (``warn`` from the
-    VM's teardown, a hung task) are returned in ``reports``, not raised.
+    VM's teardown, a hung task) are returned in ``reports``, not raised; a
+    run the runtime had to abort (a deadlock, as some catalogued bugs cause)
+    raises ``StallError`` naming what it found.
     """
     if zap not in ZAP_MODES:
         raise ValueError(f"measure_once(zap={zap!r}): zap is one of {', '.join(ZAP_MODES)}")
     bugs = tuple(sorted(check_bug_names(bugs)))
     t0 = time.perf_counter()
     rt = ksync.Runtime(mode="free", checks=())
+    drop = delete = None
     with rt:
         kvm = Kvm(zap=zap, bugs=bugs, name=f"stall-{format_size(memory_bytes)}-{zap}")
         rig = StallRig(kvm, memory_bytes, faulters=faulters, fault_interval_us=fault_interval_us,
@@ -74,6 +77,10 @@ def measure_once(memory_bytes: int, zap: str, bugs: Iterable[str] = (), faulters
             delete = rig.delete_memslot()
         finally:
             rig.stop()
+    if drop is None or delete is None:
+        # The runtime unwound the threads of an aborted run and swallowed the unwind.
+        found = "; ".join(f"{r.kind}: {r.title}" for r in rt.reports) or "no report"
+        raise StallError(f"the run was aborted ({rt.aborting}): {found}")
     return Sample(memory_bytes, zap, bugs, drop, delete,
                   reports=[f"{r.kind}: {r.title}" for r in rt.reports],
                   seconds=time.perf_counter() - t0)
@@ -180,6 +187,8 @@ def run_series(sizes: Sequence[int], zaps: Sequence[str] = ("sync", "async", "pr
                 try:
                     s = measure_once(size, zap, bugs, faulters, fault_interval_us,
                                      invalidate_interval_ms)
+                except StallError as e:
+                    raise StallError(f"{format_size(size)} {zap}: {e}") from e
                 except (ksync.KsyncError, RuntimeError, ValueError) as e:
                     raise StallError(f"{format_size(size)} {zap}: the model failed: "
                                      f"{e}") from e

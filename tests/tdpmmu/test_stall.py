@@ -175,3 +175,14 @@ def test_format_table_aligns_numbers_right():
     assert lines[0].split() == ["memory", "SPTEs", "zap", "block", "ms"]
     assert lines[2].endswith("12.5") and lines[3].endswith("0.100")
     assert len({len(line) for line in lines[1:]}) == 1
+
+
+@pytest.mark.timeout(60)
+def test_stall_run_the_model_deadlocks_in_is_one_line_and_exit_1(tmp_path, capsys):
+    rc = main(["stall", "--memory", "16M", "--zap", "async", "--bug", "flush-under-mmu-lock",
+               "--out", str(tmp_path), "--no-plot"])
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if not line.startswith("tdpmmu stall [")]
+    assert rc == 1
+    assert len(err) == 1 and err[0].startswith("tdpmmu stall: 16M async: the run was aborted")
+    assert "flush_workqueue" in err[0]
