@@ -272,8 +272,8 @@ def invalidate_all_roots(kvm: Kvm) -> None:
             root.invalid = True
             root.scheduled_to_zap = True     # the MMU's reference goes with the zap
             continue
-        # A valid root always has a reference: its last put marks it invalid
-        # under the same lock this caller holds for write.
+        # A listed valid root always has a reference: its last put, under
+        # mmu_lock (held here for write), unlinks it or marks it invalid.
         if not get_root(kvm, root):
             kvm.warn(f"{root.name}: valid root with no reference in invalidate_all_roots")
             continue
