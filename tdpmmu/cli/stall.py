@@ -64,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the JSON document {rows: [{memory_bytes, sptes, zap, block_ms, "
                         "worker_zap_ms, max_mmu_lock_wait_ms, ...}], memslot_delete, summary}")
     p.add_argument("--no-plot", action="store_true", help="do not draw stall.png")
+    # --trace/--timeline: a small seeded controlled drop per generation (tdpmmu.teach),
+    # since the measured free-mode runs keep tracing off.
+    from ..teach.cli_options import add_teach_options
+    add_teach_options(p)
     p.set_defaults(func=run)
 
 
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--host-invalidate-ms: {args.host_invalidate_ms} is not between 0 and "
                          "1000000")
     out = _prepare_out(args.out)
+    from ..teach.cli_options import check_teach_options, emit_stall_teach_outputs
+    check_teach_options(args)
     progress = Progress(sys.stderr)
     try:
         series = run_series(sizes, zaps, bugs, repeat=args.repeat, faulters=args.vcpus,
@@ -136,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         _print_text(doc, files)
+    emit_stall_teach_outputs(args, zaps, bugs)
     for r in series.reports:
         print(f"tdpmmu stall: report: {r}", file=sys.stderr)
     return EXIT_FOUND if series.reports else EXIT_CLEAN

@@ -186,3 +186,12 @@ def test_stall_run_the_model_deadlocks_in_is_one_line_and_exit_1(tmp_path, capsy
     assert rc == 1
     assert len(err) == 1 and err[0].startswith("tdpmmu stall: 16M async: the run was aborted")
     assert "flush_workqueue" in err[0]
+
+
+@pytest.mark.timeout(60)
+def test_stall_trace_prints_a_small_controlled_drop_after_the_tables(tmp_path, capsys):
+    rc = main(["stall", "--memory", "16M", "--zap", "async", "--out", str(tmp_path),
+               "--no-plot", "--trace"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert out.index("block ms") < out.index("stall, traced: zap=async")
