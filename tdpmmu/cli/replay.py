@@ -11,6 +11,12 @@ from typing import Any
 import ksync
 
 from ..harness import RunResult, run_scenario
+from ..teach.cli_options import (
+    add_teach_options,
+    check_teach_options,
+    emit_teach_outputs,
+    wants_trace,
+)
 from .common import (
     EXIT_CLEAN,
     EXIT_FOUND,
@@ -43,9 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finding", metavar="FILE",
                    help="a finding saved by `tdpmmu fuzz` (OUT/findings/N.json): replaces "
                         "the scenario options, seed and schedule")
-    p.add_argument("--trace", action="store_true", help="also print the event trace")
     p.add_argument("--json", action="store_true",
                    help="print {reports: [{kind, title, text, ...}], schedule}")
+    add_teach_options(p)
     one_line_errors(p)
     p.set_defaults(func=run)
 
@@ -83,15 +89,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --scenario and --schedule (with the run's --zap, --bug, "
                          "--param, --seed), or --finding FILE")
     params = check_scenario_options(args)
+    check_teach_options(args)
     schedule = _read_schedule(args.schedule)
     try:
         r = run_scenario(args.scenario, zap=args.zap, bugs=args.bug, params=params,
                          checks=parse_checks(args.checks), seed=args.seed,
-                         schedule=schedule, trace=args.trace)
+                         schedule=schedule, trace=wants_trace(args))
     except ksync.ReplayDivergence as e:
         print(f"tdpmmu replay: {e} (the program changed since the schedule was recorded, "
               "or it has nondeterminism the runtime does not control)", file=sys.stderr)
         return EXIT_USAGE
+    if wants_trace(args):
+        emit_teach_outputs(args, r, title=f"tdpmmu replay {args.scenario} (seed {args.seed})")
     print_result(r, args.json)
     return EXIT_FOUND if not r.clean else EXIT_CLEAN
 
@@ -99,11 +108,8 @@ def run(args: argparse.Namespace) -> int:
 def print_result(r: RunResult, as_json: bool) -> None:
     """Reports (and the crash, if any) as text or as the ``--json`` document."""
     if as_json:
-        print_json(r.to_dict() | ({"trace": r.trace} if r.trace is not None else {}))
+        print_json(r.to_dict())
         return
-    if r.trace is not None:
-        for s, th, kind, obj, arg in r.trace:
-            print(f"{s:6d} {th:<14} {kind:<16} {obj} {arg}".rstrip())
     for rep in r.reports:
         print(render_report(rep))
     if r.error:

@@ -19,6 +19,12 @@ from typing import Any
 
 import ksync
 
+from ..teach.cli_options import (
+    add_teach_options,
+    check_teach_options,
+    emit_teach_outputs,
+    wants_trace,
+)
 from .common import (
     EXIT_CLEAN,
     EXIT_FOUND,
@@ -62,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="free mode: probability of a random yield at each scheduling point")
     p.add_argument("--json", action="store_true",
                    help="print {reports: [{kind, title, text, ...}], schedule}")
+    add_teach_options(p)
     one_line_errors(p)
     p.set_defaults(func=run)
 
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     except (SyntaxError, ValueError) as e:
         raise UsageError(f"{args.script}: cannot be compiled ({e})") from None
     checks = parse_checks(args.checks)
+    check_teach_options(args)
     if not 0.0 <= args.noise <= 1.0:
         raise UsageError(f"--noise {args.noise}: a probability in [0, 1]")
     schedule = None
@@ -121,10 +129,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         with out:
             rt, error = _execute(path, args.script_args, strategy=strategy, schedule=schedule,
-                                 **kw)
+                                 trace=wants_trace(args), **kw)
     except ksync.ReplayDivergence as e:
         print(f"tdpmmu run: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if wants_trace(args):
+        emit_teach_outputs(args, rt, title=f"tdpmmu run {path.name} (seed {args.seed})")
     if args.json:
         print_json({"reports": [r.to_dict() for r in rt.reports], "schedule": rt.schedule,
                     "error": error})
