@@ -131,9 +131,10 @@ def queue_delayed_work(wq: Any, dwork: DelayedWork, delay_ms: float) -> bool:
     if refused:
         report_refused(rt, t, wq, dwork, refused)
         return False
-    _after_arm(rt, wq, start_timer, spawn)
     if rt.listeners and queued:
+        # Before any worker starts, so a trace never shows the run first.
         rt.emit(t, events.CUSTOM, dwork, ("queue_delayed_work", wq.name, dwork.name, delay_ms))
+    _after_arm(rt, wq, start_timer, spawn)
     return queued
 
 
@@ -174,11 +175,11 @@ def mod_delayed_work(wq: Any, dwork: DelayedWork, delay_ms: float) -> bool:
     if refused:
         report_refused(rt, t, wq, dwork, refused)
         return False
+    if rt.listeners:
+        rt.emit(t, events.CUSTOM, dwork, ("mod_delayed_work", wq.name, dwork.name, delay_ms))
     if spawn0 is not None:
         start_worker(rt, spawn0)
     _after_arm(rt, wq, start_timer, spawn)
-    if rt.listeners:
-        rt.emit(t, events.CUSTOM, dwork, ("mod_delayed_work", wq.name, dwork.name, delay_ms))
     return was
 
 
@@ -271,10 +272,10 @@ def _timer_thread(wheel: TimerWheel) -> None:
                 w = wq.insert_locked(rt, dwork)
                 if w is not None:
                     spawns.append(w)
+        if rt.listeners:
+            for wq, dwork in fired:
+                rt.emit(t, events.CUSTOM, dwork, ("queue_work", wq.name, dwork.name))
         for w in spawns:
             start_worker(rt, w)
         for wq, dwork, why in refused:
             report_refused(rt, t, wq, dwork, why)
-        if rt.listeners:
-            for wq, dwork in fired:
-                rt.emit(t, events.CUSTOM, dwork, ("queue_work", wq.name, dwork.name))

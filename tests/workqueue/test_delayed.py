@@ -187,3 +187,26 @@ def test_bad_delay_is_an_error_naming_the_work():
         with pytest.raises(wqm.WorkqueueError, match="not a workqueue.DelayedWork"):
             wqm.queue_delayed_work(wqm.system_wq, wqm.Work(print), 1)
     run(body, "controlled", 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_trace_shows_each_delayed_queueing_before_the_run_it_causes(seed):
+    # Controlled mode: a trace is exact there (free-mode traces are approximate).
+    def body(rt):
+        wq = wqm.alloc_workqueue("q")
+        dw = DelayedWork(lambda w: None, name="dw")
+        wqm.queue_delayed_work(wq, dw, 0)           # queued at once
+        wqm.flush_work(dw)
+        wqm.queue_delayed_work(wq, dw, 1)           # queued by the timer
+        ksync.msleep(3)
+        wqm.mod_delayed_work(wq, dw, 0)
+        wqm.flush_work(dw)
+        wqm.destroy_workqueue(wq)
+    rt, _ = run(body, "controlled", seed, trace=True)
+    seq = [arg.split(",")[0] for _s, _t, kind, _o, arg in rt.tracer.events if kind == "custom"]
+    causes = ("queue_work", "mod_delayed_work")
+    firsts = [s for s in seq if s in causes or s == "queue_delayed_work" or s == "work_start"]
+    # queue_delayed_work(0) -> start; queue_delayed_work(1) -> timer's queue_work -> start;
+    # mod_delayed_work(0) -> start
+    assert firsts == ["queue_delayed_work", "work_start", "queue_delayed_work", "queue_work",
+                      "work_start", "mod_delayed_work", "work_start"]
