@@ -189,22 +189,27 @@ def flush_delayed_work(dwork: DelayedWork) -> bool:
     might_sleep()
     t = current_thread()
     rt = t.rt
-    spawn = None
-    refused = None
+    spawn = fired = None
+    why = ""
     with rt.big:
         key = dwork._timer_key
         if key is not None:
             wq = dwork._timer_wq
-            dwork._timer_wq.pool.st.wheel.timers.remove(key)
+            wq.pool.st.wheel.timers.remove(key)
             dwork._timer_key = None
             dwork._timer_wq = None
-            if wq.destroyed:
+            why = _refusal_locked(wq, t)
+            if why:
                 dwork._pending = False
-                refused = wq
+                if dwork._waiters:
+                    rt.wake_all(dwork)
             else:
                 spawn = wq.insert_locked(rt, dwork)
-    if refused is not None:
-        report_refused(rt, t, refused, dwork, "destroyed")
+                fired = wq
+    if why:
+        report_refused(rt, t, wq, dwork, why)
+    if fired is not None and rt.listeners:
+        rt.emit(t, events.CUSTOM, dwork, ("queue_work", fired.name, dwork.name))
     if spawn is not None:
         start_worker(rt, spawn)
     return flush_work_nosleep(dwork)

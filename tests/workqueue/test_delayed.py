@@ -13,7 +13,7 @@ import ksync
 import workqueue as wqm
 from workqueue import DelayedWork
 
-from .helpers import cases, kinds, run
+from .helpers import blocked_in, cases, kinds, run, until
 
 MS = 1_000_000
 
@@ -210,3 +210,25 @@ def test_trace_shows_each_delayed_queueing_before_the_run_it_causes(seed):
     # mod_delayed_work(0) -> start
     assert firsts == ["queue_delayed_work", "work_start", "queue_delayed_work", "queue_work",
                       "work_start", "mod_delayed_work", "work_start"]
+
+
+@pytest.mark.parametrize("mode,seed", cases())
+def test_flush_delayed_work_into_a_draining_queue_is_refused(mode, seed):
+    def body(rt):
+        wq = wqm.alloc_workqueue("q")
+        gate = ksync.Completion("gate")
+        ran = []
+        dw = DelayedWork(lambda w: ran.append(1), name="armed")
+        wqm.queue_delayed_work(wq, dw, 3_600_000)
+        wqm.queue_work(wq, wqm.Work(lambda w: gate.wait(), name="blocker"))
+        d = rt.spawn(wqm.drain_workqueue, wq, name="drainer")
+        until(blocked_in(d, "flush_workqueue"), "the drain to wait")
+        waited = wqm.flush_delayed_work(dw)     # fires the timer now: not chained work
+        gate.complete()
+        d.join()
+        wqm.destroy_workqueue(wq)
+        return waited, len(ran), dw.pending
+    rt, res = run(body, mode, seed)
+    assert res == (False, 0, False)
+    assert kinds(rt) == ["warn"]
+    assert "armed queued on draining workqueue q" in rt.reports[0].title
