@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "script raised), 2 bad usage.")
     p.add_argument("script", metavar="SCRIPT.py", help="the Python script to run")
     p.add_argument("script_args", nargs="*", metavar="ARGS",
-                   help="arguments passed to the script as sys.argv[1:] (put them after "
-                        "`--` when they start with a dash)")
+                   help="arguments passed to the script as sys.argv[1:], right after "
+                        "SCRIPT.py (after `--` when they start with a dash)")
     p.add_argument("--mode", choices=ksync.runtime.MODES, default="controlled",
                    help="controlled (one thread at a time, replayable; default) or free "
                         "(real concurrency)")
