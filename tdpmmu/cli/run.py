@@ -54,11 +54,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="controlled (one thread at a time, replayable; default) or free "
                         "(real concurrency)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed; default 0")
-    p.add_argument("--strategy", choices=("random", "pct"), default="random",
-                   help="controlled-mode scheduler: random walk or PCT")
+    p.add_argument("--strategy", choices=("random", "pct", "explore"), default="random",
+                   help="controlled-mode scheduler: random walk, PCT, or explore (run the "
+                        "script under every schedule with at most --preemptions "
+                        "preemptions; for tiny scripts)")
     p.add_argument("--depth", type=positive_int, default=3, help="PCT bug depth; default 3")
     p.add_argument("--steps", type=positive_int, default=None, metavar="K",
                    help="PCT's expected decisions; default: measured by a first, silent run")
+    p.add_argument("--preemptions", type=non_negative_int, default=2, metavar="C",
+                   help="explore: the preemption bound; every schedule with at most C "
+                        "preemptions is run once (default 2)")
+    p.add_argument("--max-runs", type=positive_int, default=10_000, metavar="N",
+                   help="explore: stop after N runs (the summary says if it was complete)")
     p.add_argument("--schedule", metavar="STRING",
                    help="replay this schedule string (controlled mode)")
     p.add_argument("--checks", default=None, metavar="LIST",
@@ -115,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--schedule: {e}") from None
         schedule = args.schedule
     strategy = args.strategy
+    if strategy == "explore":
+        if args.mode != "controlled" or schedule is not None:
+            raise UsageError("--strategy explore needs --mode controlled and no --schedule")
+        return _explore(path, args, checks)
     kw = dict(mode=args.mode, seed=args.seed, checks=checks, noise=args.noise)
     if strategy == "pct" and schedule is None and args.mode == "controlled":
         k = args.steps
@@ -146,3 +157,49 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(rt.reports)} report(s)"
               + (f"; schedule: {rt.schedule}" if args.mode == "controlled" else ""))
     return EXIT_FOUND if rt.reports or error else EXIT_CLEAN
+
+
+def _explore(path: Path, args: argparse.Namespace, checks: Any) -> int:
+    """``--strategy explore``: every schedule within the preemption bound (ksync.explore)."""
+    from ksync.explore import explore
+
+    def body(rt: ksync.Runtime) -> None:
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        except SystemExit as e:
+            if e.code not in (None, 0):
+                raise RuntimeError(f"the script exited with status {e.code}") from None
+
+    old_argv, old_path = sys.argv, list(sys.path)
+    sys.argv = [str(path), *args.script_args]
+    sys.path.insert(0, str(path.parent))
+    try:
+        # The script runs once per schedule: its own output would drown the summary.
+        with contextlib.redirect_stdout(io.StringIO()):
+            res = explore(body, preemption_bound=args.preemptions, checks=checks,
+                          max_runs=args.max_runs)
+    finally:
+        sys.argv, sys.path[:] = old_argv, old_path
+    distinct: dict[tuple[str, str], Any] = {}
+    for f in res.failures:
+        key = (f.reports[0].kind, f.reports[0].title)
+        if key not in distinct or f.preemptions < distinct[key].preemptions:
+            distinct[key] = f
+    if args.json:
+        print_json({"reports": [r.to_dict() for f in distinct.values() for r in f.reports[:1]],
+                    "schedule": next(iter(distinct.values())).schedule if distinct else "",
+                    "explored": {"runs": res.runs, "complete": res.complete,
+                                 "preemption_bound": args.preemptions,
+                                 "failing_schedules": len(res.failures),
+                                 "failures": [{"kind": k, "title": t, "schedule": f.schedule,
+                                               "preemptions": f.preemptions}
+                                              for (k, t), f in distinct.items()]}})
+    else:
+        for f in distinct.values():
+            print(render_report(f.reports[0]))
+            print(f"  with {f.preemptions} preemption(s); replay: tdpmmu run {path} "
+                  f"--schedule {f.schedule}")
+        done = "all of them" if res.complete else f"stopped at --max-runs {args.max_runs}"
+        print(f"explored {res.runs} schedule(s) with at most {args.preemptions} preemption(s) "
+              f"({done}); {len(res.failures)} failed, {len(distinct)} distinct report(s)")
+    return EXIT_FOUND if distinct else EXIT_CLEAN

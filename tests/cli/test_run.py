@@ -112,3 +112,38 @@ def test_console_script_runs_as_a_module(script):
     p = subprocess.run([sys.executable, "-m", "tdpmmu", "run", script(ABBA), "--json"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and json.loads(p.stdout)["reports"]
+
+
+LOST_UPDATE = textwrap.dedent("""
+    import ksync
+    rt = ksync.current_runtime()
+    counter = ksync.Atomic(0, name="counter")
+    def inc():
+        v = counter.read()
+        counter.set(v + 1)
+    ts = [rt.spawn(inc, name=f"inc{i}") for i in range(2)]
+    for t in ts:
+        rt.join(t)
+    if counter.read() != 2:
+        rt.report("warn", "lost update", "WARNING: lost update")
+""")
+
+
+def test_explore_without_preemptions_is_clean_and_says_it_saw_every_schedule(script, capsys):
+    assert main(["run", script(LOST_UPDATE), "--strategy", "explore",
+                 "--preemptions", "0"]) == 0
+    assert "(all of them); 0 failed" in capsys.readouterr().out
+
+
+def test_explore_finds_the_lost_update_and_its_schedule_replays(script, capsys):
+    path = script(LOST_UPDATE)
+    assert main(["run", path, "--strategy", "explore", "--preemptions", "1", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["explored"]["complete"] and doc["explored"]["failures"][0]["preemptions"] == 1
+    assert main(["run", path, "--schedule", doc["schedule"], "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["reports"][0]["title"] == "lost update"
+
+
+def test_explore_refuses_free_mode(script, capsys):
+    assert main(["run", "--mode", "free", "--strategy", "explore", script(CLEAN)]) == 2
+    assert "explore needs --mode controlled" in capsys.readouterr().err
