@@ -97,12 +97,16 @@ class Trace:
 
 
 def _thread_order(events: Sequence[Event]) -> list[str]:
-    """Threads in order of first appearance, ``main`` first."""
+    """Threads in the order they were spawned (``main`` first), then any others as they appear."""
     order: dict[str, None] = {"main": None} if any(e[1] == "main" for e in events) else {}
+    for e in events:
+        if e[2] == ev.SPAWN:
+            order.setdefault(e[3], None)
     for e in events:
         if e[2] != ev.REPORT:
             order.setdefault(e[1], None)
-    return list(order)
+    present = {e[1] for e in events}
+    return [t for t in order if t in present]
 
 
 _ROOT = re.compile(r"(root#\d+)\([^)]*\)")
