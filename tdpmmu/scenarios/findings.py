@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..bugs import BY_NAME, Bug
+from ..bugs import BY_NAME, Bug, check_bug_names
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,11 @@ def run_findings(bug: Bug | None, scenario: str, *, zap: str, seed: int, strateg
 def campaign(name: str, first_seed: int, budget: int) -> CampaignResult:
     """Run bug ``name``'s scenario over seeds ``first_seed, first_seed + 1, ...`` until a run
     shows the expected kind, at most ``budget`` runs (with the bug's zap mode and strategy)."""
-    bug = BY_NAME[name]
+    bug = BY_NAME.get(name)
+    if bug is None:
+        check_bug_names([name])          # raises UnknownBug listing the catalogue
+    if budget < 1:
+        raise ValueError(f"campaign({name!r}): budget {budget} must be positive")
     seen: list[str] = []
     for i in range(budget):
         kinds = run_findings(bug, bug.scenario, zap=bug.zap, seed=first_seed + i,

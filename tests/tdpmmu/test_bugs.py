@@ -41,6 +41,8 @@ def test_catalogue_names_scenarios_and_kinds_that_exist() -> None:
 def test_unknown_bug_name_lists_the_catalogue() -> None:
     with pytest.raises(UnknownBug, match="known: no-flush-before-free"):
         check_bug_names(["no-such-bug"])
+    with pytest.raises(UnknownBug, match="no-such-bug"):
+        campaign("no-such-bug", 0, 1)
 
 
 @pytest.mark.timeout(90)
