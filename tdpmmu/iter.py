@@ -20,6 +20,15 @@ yet handled -- because the tree may have changed while the lock was out.
 ``yielded_gfn`` remembers where the last yield happened, and no new yield is
 allowed until the walk has moved past it (invariant 11: yield only after
 progress), so a contended lock cannot livelock the walk.
+
+Skipping absent entries.  A walker that does nothing at a non-present entry
+(the zaps) may pass ``skip_absent=True``: after a non-present position at
+which it offered a yield and was refused, the iterator jumps over the rest
+of the page's run of non-present entries (one numpy scan of their low bytes)
+to the next present one.  Nothing happens at a skipped position, and the
+yield answer there could only be the refusal just given (no scheduling point
+lies between), so the walk yields where the one-by-one walk would -- at
+the first position after progress -- for a fraction of the steps.
 """
 
 from tdpmmu.spte import KVM_PAGES_PER_HPAGE as _pages
@@ -30,6 +39,7 @@ from tdpmmu.spte import (
     SPTE_ENT_PER_PAGE,
     SPTE_INDEX,
     gfn_round_for_level,
+    low_bytes,
     root_gfn_end,
 )
 
@@ -45,13 +55,18 @@ class TdpIter:
 
     Not thread-safe: one walker owns an iterator.  Context: mmu_lock held
     (either mode) and inside an RCU read section, by the caller.
+
+    ``skip_absent``: jump over runs of non-present entries once a yield was
+    refused at one of them (see the module docstring); only for walkers that
+    do nothing at a non-present entry and call ``cond_resched`` at every
+    position.
     """
 
     __slots__ = ("root", "root_level", "min_level", "end", "path", "level", "gfn",
                  "page", "index", "old_spte", "next_last_level_gfn", "yielded_gfn",
-                 "yielded", "valid", "_started")
+                 "yielded", "valid", "_started", "_skip_absent", "_may_skip")
 
-    def __init__(self, root, min_level, start, end):
+    def __init__(self, root, min_level, start, end, skip_absent=False):
         if not PG_LEVEL_4K <= min_level <= root.level:
             raise ValueError(f"TdpIter: min_level {min_level} outside 1..{root.level}")
         self.root = root
@@ -62,6 +77,8 @@ class TdpIter:
         self.path[root.level] = root
         self.next_last_level_gfn = max(start, 0)
         self._started = False
+        self._skip_absent = skip_absent
+        self._may_skip = False
         self.restart()
         if self.next_last_level_gfn >= self.end:
             # An empty range must not visit the entries that cover ``start``.
@@ -107,13 +124,26 @@ class TdpIter:
         self._refresh()
         return True
 
-    def _try_step_side(self):
-        if self.index == SPTE_ENT_PER_PAGE - 1:
+    def _try_step_side(self, may_skip=False):
+        index = self.index
+        if index == SPTE_ENT_PER_PAGE - 1:
             return False
-        self.gfn += _pages(self.level)
+        step = 1
+        if may_skip and not self.old_spte & PRESENT:
+            # Jump to the next present entry of this page; with none left,
+            # pass the page's last entry too and let the walk step up.
+            present = low_bytes(self.page.spt)[index + 1:] != 0
+            j = int(present.argmax())           # the first True, if any
+            if not present[j]:
+                self.index = SPTE_ENT_PER_PAGE - 1
+                self.gfn += (SPTE_ENT_PER_PAGE - 1 - index) * _pages(self.level)
+                self.next_last_level_gfn = self.gfn
+                return False
+            step = j + 1
+        self.gfn += step * _pages(self.level)
         self.next_last_level_gfn = self.gfn
-        self.index += 1
-        self.old_spte = self.page.read(self.index)
+        self.index = index = index + step
+        self.old_spte = self.page.read(index)
         return True
 
     def _try_step_up(self):
@@ -128,14 +158,17 @@ class TdpIter:
 
     def next(self):
         """Advance to the next position.  Kernel: tdp_iter_next()."""
+        may_skip = self._may_skip
+        self._may_skip = False
         if self.yielded:
             self.restart()
             return
         if self._try_step_down():
             return
         while True:
-            if self._try_step_side():
+            if self._try_step_side(may_skip):
                 return
+            may_skip = False
             if not self._try_step_up():
                 self.valid = False
                 return
@@ -160,13 +193,18 @@ class TdpIter:
         (after dropping and retaking mmu_lock), the caller must ``continue``
         so the next step restarts from the root at ``next_last_level_gfn``.
         """
-        if should_yield is None or self.next_last_level_gfn == self.yielded_gfn:
+        if should_yield is None:
+            self._may_skip = self._skip_absent
+            return False
+        if self.next_last_level_gfn == self.yielded_gfn:
             return False
         if should_yield(flush):
             self.yielded = True
+        else:
+            self._may_skip = self._skip_absent
         return self.yielded
 
 
-def for_each_tdp_pte_min_level(root, min_level, start, end):
+def for_each_tdp_pte_min_level(root, min_level, start, end, skip_absent=False):
     """Kernel: for_each_tdp_pte_min_level().  Returns a TdpIter."""
-    return TdpIter(root, min_level, start, end)
+    return TdpIter(root, min_level, start, end, skip_absent)

@@ -177,7 +177,7 @@ def zap_spte(page, i, old, shared, on_free_page=None):
 
 def _zap_root_pass(root, zap_level, ctx, should_yield):
     """Kernel: __tdp_mmu_zap_root()."""
-    for pos in TdpIter(root, zap_level, 0, root_gfn_end(root.level)):
+    for pos in TdpIter(root, zap_level, 0, root_gfn_end(root.level), skip_absent=True):
         if pos.cond_resched(should_yield):
             continue
         while pos.old_spte & PRESENT and pos.level <= zap_level:
@@ -241,7 +241,7 @@ def zap_range(root, start, end, shared, on_free_page=None, should_yield=None):
     ctx = _ZapCtx(root.alloc, shared, on_free_page)
     end = min(end, root_gfn_end(root.level))
     flushed_at = 0           # ctx.sptes when the last yield flushed TLBs
-    for pos in TdpIter(root, PG_LEVEL_2M, start, end):
+    for pos in TdpIter(root, PG_LEVEL_2M, start, end, skip_absent=True):
         if pos.cond_resched(should_yield, ctx.sptes > flushed_at):
             flushed_at = ctx.sptes
             continue

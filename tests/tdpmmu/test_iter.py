@@ -124,3 +124,60 @@ def test_positions_step_by_the_page_size_of_their_level():
     gfns = [pos.gfn for pos in TdpIter(root, PG_LEVEL_1G, 0, 1 << 30)
             if pos.level == PG_LEVEL_1G]
     assert gfns == [k * KVM_PAGES_PER_HPAGE(PG_LEVEL_1G) for k in range(512)]
+
+
+# ------------------------------------------------------------ skip_absent
+
+def _mixed_tree(leaves):
+    alloc = PageAllocator()
+    root = alloc.alloc_root(4)
+    for gfn, level in leaves:
+        gfn &= ~(KVM_PAGES_PER_HPAGE(level) - 1)
+        install_leaf(root, gfn, level, gfn, True, False, alloc)
+    return root
+
+
+def _walk(root, min_level, start, end, skip, answers):
+    """Present positions and yield points; the yield answer changes only at
+    present positions (as it can only change where the walker does something)."""
+    trail, yields = [], []
+    seen = 0
+    it = TdpIter(root, min_level, start, end, skip_absent=skip)
+    for pos in it:
+        if pos.cond_resched(lambda _flush, n=seen: answers[n % len(answers)]):
+            yields.append(pos.next_last_level_gfn)
+            continue
+        if is_present(pos.old_spte):
+            trail.append((pos.level, pos.gfn))
+            seen += 1
+    return trail, yields
+
+
+_leaf = st.tuples(st.integers(0, 4 * 512 * 512 * 512 - 1), st.sampled_from([1, 1, 1, 2, 3]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_leaf, max_size=12), st.integers(0, 3 * 512 * 512), st.integers(1, 1 << 30),
+       st.sampled_from([1, 2, 3, 4]), st.lists(st.booleans(), min_size=1, max_size=8))
+def test_skipping_absent_entries_keeps_present_positions_and_yield_points(
+        leaves, start, length, min_level, answers):
+    root = _mixed_tree(leaves)
+    plain = _walk(root, min_level, start, start + length, False, answers)
+    assert _walk(root, min_level, start, start + length, True, answers) == plain
+
+
+def test_skipping_walk_visits_few_positions_of_a_sparse_tree():
+    root = _mixed_tree([(3, 1), (7 * 512, 1), (5 * 512 * 512, 2)])
+    it = TdpIter(root, PG_LEVEL_4K, 0, 1 << 36, skip_absent=True)
+    visited = 0
+    for pos in it:
+        pos.cond_resched(lambda _flush: False)
+        visited += 1
+    # Each present entry, the absent entry after it, and the root's first entry.
+    assert visited < 30
+
+
+def test_without_a_refused_yield_offer_nothing_is_skipped():
+    root = _mixed_tree([(3, 1)])
+    plain = sum(1 for _ in TdpIter(root, PG_LEVEL_4K, 0, 1 << 20))
+    assert sum(1 for _ in TdpIter(root, PG_LEVEL_4K, 0, 1 << 20, skip_absent=True)) == plain
