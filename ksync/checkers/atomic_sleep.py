@@ -30,6 +30,8 @@ class AtomicSleep(ev.Checker):
     """The ``atomic_sleep`` checker."""
 
     name = "atomic_sleep"
+    #: The event kinds on_event acts on (the runtime tells it no others).
+    kinds = frozenset((_MIGHT_SLEEP,))
 
     def __init__(self) -> None:
         self._sites: set[str] = set()

@@ -60,6 +60,8 @@ class HungTask(ev.Checker):
     """The ``hung`` checker: a watchdog thread, no per-event work."""
 
     name = "hung"
+    #: No per-event work: the runtime tells it nothing.
+    kinds: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self.timeout_s = DEFAULT_TIMEOUT_S

@@ -83,6 +83,8 @@ class Lockdep(ev.Checker):
     """
 
     name = "lockdep"
+    #: The event kinds on_event acts on (the runtime tells it no others).
+    kinds = frozenset((_ACQUIRE, _RELEASE, _FREE, _ALLOC))
 
     def __init__(self) -> None:
         self.graph = DepGraph()
@@ -230,7 +232,7 @@ class Lockdep(ev.Checker):
         if not holders:
             return
         name = given if isinstance(given, str) else self._name_of(obj)
-        inside = _contained(obj, name)
+        inside = _contained(obj, name, {id(lk) for _th, lk, _m in holders})
         hits = [(th, lk, mode, inside[id(lk)]) for th, lk, mode in holders if id(lk) in inside]
         if not hits:
             return
@@ -278,10 +280,15 @@ def _canonical(nodes: list[str]) -> tuple[str, ...]:
     return tuple(nodes[i:] + nodes[:i])
 
 
-def _contained(obj: Any, name: str) -> dict[int, str]:
-    """id -> path of ``obj`` and the objects in its fields, one level deep
-    (and one level into list/tuple/dict fields): where a lock may live."""
-    out = {id(obj): name}
+def _contained(obj: Any, name: str, wanted: set[int]) -> dict[int, str]:
+    """id -> path, for the ids in ``wanted`` among ``obj`` and the objects in
+    its fields, one level deep (and one level into list/tuple/dict fields):
+    where a held lock may live.  The first path found for an id wins.
+
+    Cost: C-speed scans of the containers; paths are formatted only for hits
+    (a freed page table's 512-entry ``children`` list is one ``map(id)``).
+    """
+    out = {id(obj): name} if id(obj) in wanted else {}
     fields: list[tuple[str, Any]] = []
     d = getattr(obj, "__dict__", None)
     if isinstance(d, dict):
@@ -295,11 +302,17 @@ def _contained(obj: Any, name: str) -> dict[int, str]:
                 except AttributeError:
                     pass
     for fname, v in fields:
-        out.setdefault(id(v), f"{name}.{fname}")
+        i = id(v)
+        if i in wanted and i not in out:
+            out[i] = f"{name}.{fname}"
         if isinstance(v, list | tuple):
-            for j, x in enumerate(v):
-                out.setdefault(id(x), f"{name}.{fname}[{j}]")
+            if not wanted.isdisjoint(map(id, v)):
+                for j, x in enumerate(v):
+                    if id(x) in wanted and id(x) not in out:
+                        out[id(x)] = f"{name}.{fname}[{j}]"
         elif isinstance(v, dict):
-            for k, x in v.items():
-                out.setdefault(id(x), f"{name}.{fname}[{k!r}]")
+            if not wanted.isdisjoint(map(id, v.values())):
+                for k, x in v.items():
+                    if id(x) in wanted and id(x) not in out:
+                        out[id(x)] = f"{name}.{fname}[{k!r}]"
     return out

@@ -77,6 +77,10 @@ class RaceDetector(ev.Checker):
     """The ``races`` checker.  ``suppressions`` and ``suppressed`` as in races_report."""
 
     name = "races"
+    #: The event kinds on_event acts on (the keys of ``_handlers``).
+    kinds = frozenset((ev.READ, ev.WRITE, ev.ACCESS, ev.ACQUIRED, ev.RELEASE, ev.ATOMIC,
+                       ev.REFCOUNT, ev.COMPLETE, ev.HB_RELEASE, ev.WAIT_DONE, ev.HB_ACQUIRE,
+                       ev.SPAWN, ev.JOIN, ev.FREE, ev.RCU_GP, ev.RCU_CALLBACK))
 
     def __init__(self) -> None:
         self._lk = threading.Lock()
@@ -99,6 +103,7 @@ class RaceDetector(ev.Checker):
             ev.SPAWN: self._on_spawn, ev.JOIN: self._on_join, ev.FREE: self._on_free,
             ev.RCU_GP: self._on_rcu_gp, ev.RCU_CALLBACK: self._on_rcu_callback,
         }
+        assert set(self._handlers) == self.kinds
 
     def attach(self, rt: Any) -> None:
         self.rt = rt

@@ -52,6 +52,8 @@ class UseAfterFree(ev.Checker):
     """The ``uaf`` checker.  ``live``/``quarantine`` counts are for tests and stats."""
 
     name = "uaf"
+    #: The event kinds on_event acts on (the runtime tells it no others).
+    kinds = _WATCH | {_ALLOC, _FREE}
 
     def __init__(self) -> None:
         self._live: dict[int, _Obj] = {}
