@@ -112,6 +112,24 @@ def findings(cap: int, campaigns: int) -> list[dict[str, Any]]:
     return rows
 
 
+def quick(a: argparse.Namespace, res: dict[str, Any]) -> None:
+    """``--quick``: one-core exec/s and CPU per run, all checkers and none."""
+    for label, checks in (("all_checkers", None), ("no_checker", ())):
+        rounds = [one_core(a.runs, REFERENCE[1], checks) for _ in range(a.repeat)]
+        best = max(rounds, key=lambda r: r["exec_per_s"])
+        best["cpu_ms_per_run_min"] = min(r["cpu_ms_per_run"] for r in rounds)
+        res[label] = best
+    if a.json:
+        print(json.dumps(res, indent=2))
+        return
+    for label in ("all_checkers", "no_checker"):
+        o = res[label]
+        print(f"{label:12s}: {o['exec_per_s']:.1f} exec/s on one core (wall "
+              f"{o['wall_ms_per_run']:.1f} ms/run; CPU {o['cpu_ms_per_run_min']:.1f} ms/run, "
+              f"best of {a.repeat} x {a.runs} runs; {o['steps_per_run']:.0f} steps/run)")
+    print(f"load average at start: {res['load']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100, help="runs per throughput figure")
@@ -119,10 +137,16 @@ def main() -> None:
     ap.add_argument("--campaigns", type=int, default=3, help="campaigns per bug and strategy")
     ap.add_argument("--repeat", type=int, default=3, help="throughput rounds (best is kept)")
     ap.add_argument("--skip-findings", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="only the one-core throughput with every checker and with none "
+                         "(best of --repeat rounds of --runs runs)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     res: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count(),
                            "load": os.getloadavg()[0]}
+    if a.quick:
+        quick(a, res)
+        return
     # Best of --repeat: on a shared machine the slowest rounds measure the neighbours.
     res["one_core"] = max((one_core(a.runs, REFERENCE[1]) for _ in range(a.repeat)),
                           key=lambda r: r["exec_per_s"])
