@@ -43,16 +43,20 @@ def positive_int(text: str) -> int:
 
 
 def render_report(report: Any) -> str:
-    """A report as the command line prints it: ``kind: title`` then the full text.
+    """A report as the command line prints it: ``kind: title``, the full text, and one line
+    saying what the kind means (``ksync.explain``; none for a kind it does not know).
 
     Takes a ``ksync.Report`` or its ``to_dict()`` form (as campaigns store it).
     """
+    from ksync.explain import summary
     if isinstance(report, dict):
         kind, title, text = report.get("kind", ""), report.get("title", ""), report.get("text", "")
     else:
         kind, title, text = report.kind, report.title, report.text
     body = "\n".join("    " + line if line else "" for line in str(text).splitlines())
-    return f"{kind}: {title}" + (f"\n{body}" if body else "")
+    explain = summary(kind)
+    return (f"{kind}: {title}" + (f"\n{body}" if body else "")
+            + (f"\n  {explain}" if explain else ""))
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
