@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         r = run_scenario(args.scenario, zap=args.zap, bugs=args.bug, params=params,
                          checks=parse_checks(args.checks), seed=args.seed,
-                         schedule=schedule, trace=wants_trace(args))
+                         schedule=schedule, trace=wants_trace(args),
+                         keep_runtime=wants_trace(args))
     except ksync.ReplayDivergence as e:
         print(f"tdpmmu replay: {e} (the program changed since the schedule was recorded, "
               "or it has nondeterminism the runtime does not control)", file=sys.stderr)
