@@ -131,8 +131,10 @@ class _Summariser:
             what = short_name(arg)
         text = "sleeps" if arg == "sleep" else f"waits {what}"
         last = self.rows[-1] if self.rows else None
-        if last is None or last.thread != th or last.text != text:   # re-blocking after a wake-up
-            self.add(step, th, text)
+        if last is not None and last.thread == th and (
+                last.text == text or (text == "sleeps" and last.text.startswith("sleep "))):
+            return          # re-blocking after a wake-up, or the sleep already shown
+        self.add(step, th, text)
 
     # -- counters
     def on_refcount(self, step: int, th: str, obj: str, arg: str) -> None:
