@@ -88,3 +88,12 @@ def test_unknown_lab_and_bad_options_are_usage_errors(capsys):
         main(["lab", "1", "--seed", "-3"])
     with pytest.raises(LabError):
         get_lab(0)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("n, seed", [(2, 2), (2, 3), (3, 2)])
+def test_what_the_handbook_shows_holds_for_other_seeds_too(n, seed):
+    lab = get_lab(n)
+    out = lab.run(seed)
+    assert missing_lines(lab.expected_output(), out.text) == []
+    assert f"(seed {seed})" in out.text.splitlines()[0]
