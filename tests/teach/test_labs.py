@@ -97,3 +97,12 @@ def test_what_the_handbook_shows_holds_for_other_seeds_too(n, seed):
     out = lab.run(seed)
     assert missing_lines(lab.expected_output(), out.text) == []
     assert f"(seed {seed})" in out.text.splitlines()[0]
+
+
+@pytest.mark.timeout(120)
+def test_lab4_says_so_when_no_seed_of_its_range_catches_the_bug(monkeypatch):
+    from tdpmmu.teach import labs
+    monkeypatch.setattr(labs, "SWEEP", 1)
+    out = labs.run_lab4(2)           # seed 2 alone: the kworker runs before the free
+    assert "No seed in 2..2 caught the bug; try another --seed." in out.text
+    assert out.traced.seed == 2 and out.traced.bugs == ("no-flush-before-free",)
