@@ -106,6 +106,7 @@ class Runtime:
         self._nlive = 0
         self._count = {BLOCKED: 0, IDLE: 0, SLEEPING: 0}
         self.aborting: str | None = None
+        self.abort_report: Report | None = None   # the deadlock/hung report an abort filed
         self.stopping = False
         self._kill_points = False
         self._sleepq = _SleepQueue()
@@ -189,6 +190,12 @@ class Runtime:
             for t in self.threads:
                 if t.exc is not None and not t.joined and not isinstance(t.exc, RunAborted):
                     raise ThreadFailed(t.name, t.exc) from t.exc
+        ar = self.abort_report
+        if (self.strict and ar is not None and self.reports[0] is ar
+                and (exc is None or isinstance(exc, RunAborted))):
+            # No thread can raise a deadlock at its call site (all were
+            # unwound), so strict mode raises it here, once the run is down.
+            raise ReportError(ar)
         return isinstance(exc, RunAborted)
 
     def _join_all(self, daemons: bool) -> None:
@@ -545,7 +552,8 @@ class Runtime:
         if describe is not None:
             title, text = describe(self)
             kind = "deadlock" if why == "deadlock" else "hung-task"
-            self.reports.append(Report(kind, title, text, thread=""))
+            self.abort_report = Report(kind, title, text, thread="")
+            self.reports.append(self.abort_report)
         self.aborting = why
         for w in list(self.threads):
             if w.blocked_on is not None:

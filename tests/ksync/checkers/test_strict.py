@@ -160,3 +160,18 @@ def test_a_correct_program_runs_clean_under_strict_with_every_checker(mode, seed
     with ksync.Runtime(mode=mode, seed=seed, strict=True) as rt:
         body(rt)
     assert rt.reports == []
+
+
+@pytest.mark.parametrize("mode", ["controlled", "free"])
+def test_a_deadlock_is_raised_on_exit_once_every_thread_is_unwound(mode):
+    with pytest.raises(ksync.ReportError, match="deadlock") as info:
+        with ksync.Runtime(mode=mode, strict=True, checks=()) as rt:
+            lk = ksync.SpinLock("L")
+
+            def twice():
+                lk.lock()
+                lk.lock()
+            rt.spawn(twice, name="twice").join()
+    assert info.value.report.kind == "deadlock"
+    assert [r.kind for r in rt.reports] == ["deadlock"]
+    assert all(t.state == "done" for t in rt.threads)
