@@ -94,17 +94,25 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
+def _row_head(s0: Sample) -> dict[str, Any]:
+    """The keys every row starts with: which size, generation and bugs it measures."""
+    return {"memory_bytes": s0.memory_bytes, "memory": format_size(s0.memory_bytes),
+            "sptes": s0.memory_bytes // PAGE_SIZE, "zap": s0.zap, "bugs": list(s0.bugs)}
+
+
+def _medians(parts: Sequence[Any]) -> Any:
+    """``med(name)``: the median of field ``name`` over one part of every sample."""
+    def med(name: str) -> float:
+        return _median([getattr(x, name) for x in parts])
+    return med
+
+
 def drop_row(samples: Sequence[Sample]) -> dict[str, Any]:
     """The ``rows`` entry of DESIGN.md's ``--json`` for one (size, zap): medians of the samples."""
-    s0 = samples[0]
     d = [s.drop for s in samples]
-
-    def med(name: str) -> float:
-        return _median([getattr(x, name) for x in d])
-
+    med = _medians(d)
     return {
-        "memory_bytes": s0.memory_bytes, "memory": format_size(s0.memory_bytes),
-        "sptes": s0.memory_bytes // PAGE_SIZE, "zap": s0.zap, "bugs": list(s0.bugs),
+        **_row_head(samples[0]),
         "block_ms": _ms(med("block_ns")),
         "worker_zap_ms": _ms(med("worker_zap_ns")),
         "max_mmu_lock_wait_ms": _ms(med("max_wait_ns")),
@@ -125,15 +133,10 @@ def drop_row(samples: Sequence[Sample]) -> dict[str, Any]:
 
 def delete_row(samples: Sequence[Sample]) -> dict[str, Any]:
     """One ``memslot_delete`` entry: medians of the samples."""
-    s0 = samples[0]
     d = [s.delete for s in samples]
-
-    def med(name: str) -> float:
-        return _median([getattr(x, name) for x in d])
-
+    med = _medians(d)
     return {
-        "memory_bytes": s0.memory_bytes, "memory": format_size(s0.memory_bytes),
-        "sptes": s0.memory_bytes // PAGE_SIZE, "zap": s0.zap, "bugs": list(s0.bugs),
+        **_row_head(samples[0]),
         "delete_ms": _ms(med("delete_ns")),
         "caller_zap_cpu_ms": _ms(med("caller_zap_cpu_ns")),
         "off_caller_zap_cpu_ms": _ms(med("off_caller_zap_cpu_ns")),
