@@ -104,6 +104,23 @@ def _after_arm(rt: Any, wq: Any, start_timer: bool, spawn: Any) -> None:
             wheel.thread = th
 
 
+def _begin(fn: str, wq: Any, dwork: DelayedWork, delay_ms: float) -> tuple[Any, Any, Any, int]:
+    """What queue_delayed_work and mod_delayed_work do before taking ``rt.big``.
+
+    Checks the arguments, passes a scheduling point, and orders the caller's
+    writes before the work's run (the kernel's pending-bit test is a full
+    barrier).  Returns (thread, runtime, queue, delay in ns).
+    """
+    t = current_thread()
+    rt = t.rt
+    wq = _resolve(wq, rt)
+    delay_ns = _check_delay(fn, dwork, delay_ms)
+    rt.point(t)
+    if rt.listeners:
+        rt.emit(t, events.HB_RELEASE, dwork, None)
+    return t, rt, wq, delay_ns
+
+
 def queue_delayed_work(wq: Any, dwork: DelayedWork, delay_ms: float) -> bool:
     """Kernel: queue_delayed_work() — queue ``dwork`` on ``wq`` after ``delay_ms``.
 
@@ -111,13 +128,7 @@ def queue_delayed_work(wq: Any, dwork: DelayedWork, delay_ms: float) -> bool:
     virtual in controlled mode.  At runtime exit armed works are dropped
     and new arming is refused (False).
     """
-    t = current_thread()
-    rt = t.rt
-    wq = _resolve(wq, rt)
-    delay_ns = _check_delay("queue_delayed_work", dwork, delay_ms)
-    rt.point(t)
-    if rt.listeners:
-        rt.emit(t, events.HB_RELEASE, dwork, None)
+    t, rt, wq, delay_ns = _begin("queue_delayed_work", wq, dwork, delay_ms)
     start_timer, spawn, queued = False, None, False
     with rt.big:
         if dwork._pending or dwork._canceling:
@@ -154,13 +165,7 @@ def mod_delayed_work(wq: Any, dwork: DelayedWork, delay_ms: float) -> bool:
     False if it was idle — or if a cancel_*_sync is in progress, in which
     case nothing is armed.
     """
-    t = current_thread()
-    rt = t.rt
-    wq = _resolve(wq, rt)
-    delay_ns = _check_delay("mod_delayed_work", dwork, delay_ms)
-    rt.point(t)
-    if rt.listeners:
-        rt.emit(t, events.HB_RELEASE, dwork, None)
+    t, rt, wq, delay_ns = _begin("mod_delayed_work", wq, dwork, delay_ms)
     start_timer, spawn0, spawn = False, None, None
     with rt.big:
         if dwork._canceling:
