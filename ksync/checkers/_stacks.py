@@ -70,16 +70,7 @@ def capture_cached(skip: int = 2, limit: int = 10) -> Stack:
     innermost frame instead of the whole stack.  Checking P's caller too
     keeps a generator resumed from elsewhere from reusing a stale tail.
     """
-    try:
-        f = sys._getframe(skip)
-    except ValueError:
-        return EMPTY
-    ksync_dir, threading_file = _KSYNC_DIR, _THREADING
-    while f is not None:
-        fn = f.f_code.co_filename
-        if not fn.startswith(ksync_dir) and fn != threading_file:
-            break
-        f = f.f_back
+    f = _first_outside(skip)
     if f is None:
         return EMPTY
     head = (f.f_code, f.f_lineno)
@@ -100,17 +91,23 @@ def capture_site(skip: int = 2) -> Stack:
     The same result as ``capture(skip, 1)`` without building a list: lockdep
     calls it on every acquisition.
     """
+    f = _first_outside(skip)
+    return EMPTY if f is None else (f.f_code, f.f_lineno)
+
+
+def _first_outside(skip: int) -> Any:
+    """The innermost frame from the caller's ``skip`` levels up that is neither ksync's nor threading's."""
     try:
-        f = sys._getframe(skip)
+        f = sys._getframe(skip + 1)
     except ValueError:
-        return EMPTY
+        return None
     ksync_dir, threading_file = _KSYNC_DIR, _THREADING
     while f is not None:
         fn = f.f_code.co_filename
         if not fn.startswith(ksync_dir) and fn != threading_file:
-            return (f.f_code, f.f_lineno)
+            return f
         f = f.f_back
-    return EMPTY
+    return None
 
 
 def frames(stack: Stack) -> list[tuple[str, int, str]]:
