@@ -7,7 +7,8 @@ should catch it (``latency`` when only ``tdpmmu stall`` shows it) and
 belongs to (the bug campaigns run it there) and ``strategy`` the controlled
 schedule strategy its campaign uses: ``pct`` where the bug needs one thread
 starved for a while (a queued work that has not started yet), which the
-uniform random walk rarely does.
+uniform random walk rarely does.  ``params`` are scenario parameters its
+campaign (and its clean counterpart) passes, as ``(name, value)`` pairs.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ class Bug:
     interleaving: str
     zap: str = "async"
     strategy: str = "random"
+    params: tuple[tuple[str, object], ...] = ()
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["params"] = dict(self.params)
+        return d
 
 
 CATALOGUE: tuple[Bug, ...] = (
@@ -42,13 +46,15 @@ CATALOGUE: tuple[Bug, ...] = (
         strategy="pct"),
     Bug("no-users-count-check",
         "put_root hands the zap to the worker even while the VM is being destroyed",
-        "KVM: x86/mmu: Zap defunct roots via asynchronous worker (5.18): put_root zaps "
-        "inline when refcount_read(&kvm->users_count) is zero",
+        "KVM: x86/mmu: Zap defunct roots via asynchronous worker (5.18), its first version "
+        "on the list: the zap went to system_wq holding a VM reference from "
+        "kvm_get_kvm_safe(), zapping inline when that failed (users_count zero)",
         "use-after-free", "teardown",
-        "During teardown each vCPU puts its root after the VM's users_count reached zero. "
-        "Queued after the final flush, the zap runs on a freed VM. (The model's teardown "
-        "unloads vCPU MMUs before its only flush, as 5.18 does, so no put comes after it.)",
-        strategy="pct"),
+        "During teardown each vCPU puts its root after the VM's users_count reached zero, "
+        "and the zap is queued on system_wq with no VM reference, since none can be taken. "
+        "Nothing flushes system_wq before struct kvm is freed, so the worker takes "
+        "kvm->mmu_lock in a freed VM.",
+        params=(("zap_wq", "system"),)),
     Bug("flush-under-mmu-lock",
         "invalidated roots are flushed while mmu_lock is held",
         "KVM: x86/mmu: Zap defunct roots via asynchronous worker (5.18): "

@@ -12,7 +12,10 @@ Field rules:
   tdp_mmu_pages_lock   spinlock; the roots list (taken inside mmu_lock)
   tdp_mmu_roots        changed under tdp_mmu_pages_lock, read under mmu_lock
   mmu_valid_gen        changed under mmu_lock for write
-  zap_wq               the zap worker's queue (async generation only)
+  zap_wq               the zap worker's queue (async generation only): the
+                       VM's own (5.18 as merged) or system_wq (the seed's
+                       first version, where each queued zap holds a VM
+                       reference)
 Lock order (invariant 7): slots_lock -> mmu_lock -> tdp_mmu_pages_lock.
 """
 
@@ -34,6 +37,10 @@ from .spte import PRESENT, low_bytes
 from .stats import KvmStats
 
 ZAP_MODES = ("sync", "async", "preserve")
+#: Where ``async`` queues its zaps: ``kvm`` the VM's own queue, flushed at
+#: teardown (5.18 as merged); ``system`` system_wq, never flushed by the VM,
+#: each queued zap holding a VM reference (the seed's first version).
+ZAP_WQS = ("kvm", "system")
 
 
 class KvmError(ValueError):
@@ -72,12 +79,20 @@ def _cpu_relax() -> None:
 
 
 class Kvm:
-    """One VM.  ``Kvm(zap="async", bugs=())`` must be created on a managed thread."""
+    """One VM.  ``Kvm(zap="async", bugs=())`` must be created on a managed thread.
+
+    ``zap_wq`` (``async`` only) picks the zap queue, one of ``ZAP_WQS``.
+    """
 
     def __init__(self, *, zap: str = "async", bugs: Iterable[str] = (), root_level: int = 4,
-                 name: str = "kvm") -> None:
+                 name: str = "kvm", zap_wq: str = "kvm") -> None:
         if zap not in ZAP_MODES:
             raise KvmError(f"Kvm(zap={zap!r}): zap is one of {', '.join(ZAP_MODES)}")
+        if zap_wq not in ZAP_WQS:
+            raise KvmError(f"Kvm(zap_wq={zap_wq!r}): zap_wq is one of {', '.join(ZAP_WQS)}")
+        if zap_wq != "kvm" and zap != "async":
+            raise KvmError(f"Kvm(zap={zap!r}, zap_wq={zap_wq!r}): only the async "
+                           f"generation queues zaps")
         if root_level not in (4, 5):
             raise KvmError(f"Kvm(root_level={root_level!r}): 4 or 5 level paging")
         self.bugs = check_bug_names(bugs)
@@ -104,14 +119,20 @@ class Kvm:
         self.vcpus: list[Any] = []
         self.sync_invalidated: list[Any] = []
         self.destroyed = False
-        self.zap_wq = None
-        if zap == "async":
+        self.zap_wq: Any = None
+        # Does teardown flush and destroy zap_wq?  Not system_wq, which is no VM's.
+        self.owns_zap_wq = zap == "async" and zap_wq == "kvm"
+        if zap_wq == "system":
+            from workqueue import system_wq
+            self.zap_wq = system_wq
+        elif zap == "async":
             from workqueue import WQ_CPU_INTENSIVE, WQ_MEM_RECLAIM, WQ_UNBOUND, alloc_workqueue
             self.zap_wq = alloc_workqueue("kvm", WQ_UNBOUND | WQ_MEM_RECLAIM | WQ_CPU_INTENSIVE, 0)
         ksync.track(self, "struct kvm")
 
     def __repr__(self) -> str:
-        return f"<Kvm {self.name} zap={self.zap} roots={len(self.tdp_mmu_roots)}>"
+        wq = "" if self.owns_zap_wq or self.zap_wq is None else " zap_wq=system"
+        return f"<Kvm {self.name} zap={self.zap}{wq} roots={len(self.tdp_mmu_roots)}>"
 
     # ---------------------------------------------------------------- helpers
     def bug(self, name: str) -> bool:
@@ -174,12 +195,14 @@ class Kvm:
         return Work(tdp_mmu_zap_root_work_fn, name=f"{root.name} zap")
 
     def queue_zap_work(self, root: Any) -> bool:
-        """Kernel: queue_work(kvm->arch.tdp_mmu_zap_wq, &root->tdp_mmu_async_work)."""
+        """Kernel: queue_work(kvm->arch.tdp_mmu_zap_wq, &root->tdp_mmu_async_work), or
+        schedule_work() under ``zap_wq="system"``."""
         from workqueue import queue_work
         return queue_work(self.zap_wq, root.work)
 
     def flush_zap_queue(self) -> None:
-        """Kernel: flush_workqueue(kvm->arch.tdp_mmu_zap_wq)."""
+        """Kernel: flush_workqueue(kvm->arch.tdp_mmu_zap_wq), or of system_wq under
+        ``zap_wq="system"`` (the queue the seed's first version put its zaps on)."""
         from workqueue import flush_workqueue
         flush_workqueue(self.zap_wq)
 
@@ -187,6 +210,10 @@ class Kvm:
     def get(self) -> None:
         """Kernel: kvm_get_kvm()."""
         self.users_count.inc()
+
+    def get_safe(self) -> bool:
+        """Kernel: kvm_get_kvm_safe() — a reference unless ``users_count`` already hit zero."""
+        return self.users_count.inc_not_zero()
 
     def put(self) -> None:
         """Kernel: kvm_put_kvm() — the last put destroys the VM."""
@@ -201,7 +228,8 @@ class Kvm:
         """Kernel: kvm_destroy_vm(), in the kernel's order.
 
         Context: ``users_count`` just reached zero; every vCPU thread has
-        stopped running guest code.
+        stopped running guest code.  Under ``zap_wq="system"`` this may run
+        on a kworker, from the zap worker's final ``put``.
         """
         ksync.check_access(self, "destroy")
         if self.destroyed:
@@ -212,7 +240,7 @@ class Kvm:
         for v in self.vcpus:
             ksync.kfree(v)
         self.mmu_uninit()
-        if self.zap_wq is not None and self.bug("no-flush-before-free"):
+        if self.owns_zap_wq and self.bug("no-flush-before-free"):
             # The bug: struct kvm goes while a queued zap may still run.
             ksync.kfree(self)
             from workqueue import destroy_workqueue
@@ -221,16 +249,20 @@ class Kvm:
         ksync.kfree(self)
 
     def mmu_uninit(self) -> None:
-        """Kernel: kvm_mmu_uninit_tdp_mmu()."""
+        """Kernel: kvm_mmu_uninit_tdp_mmu().
+
+        Under ``zap_wq="system"`` there is no queue of the VM's to flush: every
+        zap still queued holds a VM reference, so none is left by now.
+        """
         from .root import invalidate_all_roots, zap_invalidated_roots
         if self.zap == "preserve":
             invalidate_all_roots(self)
             zap_invalidated_roots(self)
-        if self.zap_wq is not None and not self.bug("no-flush-before-free"):
+        if self.owns_zap_wq and not self.bug("no-flush-before-free"):
             from workqueue import destroy_workqueue, flush_workqueue
             flush_workqueue(self.zap_wq)
             destroy_workqueue(self.zap_wq)
-        if self.zap_wq is None or not self.bug("no-flush-before-free"):
+        if not self.owns_zap_wq or not self.bug("no-flush-before-free"):
             if self.alloc.live_pages:
                 self.warn(f"{self.alloc.live_pages} page-table pages left at uninit")
             if self.tdp_mmu_roots:

@@ -9,7 +9,11 @@ Kernel counterpart: the root handling of arch/x86/kvm/mmu/tdp_mmu.c —
 * ``sync``: whoever drops the last reference zaps the whole root itself;
 * ``async`` (5.18, the seed): the last put marks the root invalid, gives the
   count back one reference owned by the zapper, and queues the zap on the
-  VM's work queue — unless the VM is being destroyed, then it zaps inline;
+  VM's work queue — unless the VM is being destroyed, then it zaps inline.
+  Under ``Kvm(zap_wq="system")``, the seed's first version: the zap goes to
+  system_wq, which teardown never flushes, so each queued zap holds a VM
+  reference taken with kvm_get_kvm_safe(); when none can be taken the
+  caller zaps inline, and the worker drops the reference when done;
 * ``preserve`` (6.6 on): the MMU holds its own reference to every valid root;
   only invalidation gives it up, and the invalidating task zaps under the
   read lock.
@@ -20,6 +24,8 @@ Field rules (``kvm->mmu_lock`` is "M", ``tdp_mmu_pages_lock`` is "P"):
                           reference then); read under M
   kvm.tdp_mmu_roots       changed under P, read under M or RCU
   root.tdp_mmu_root_count refcount_t
+  root.zap_holds_kvm      written by whoever queues the zap, before queue_work;
+                          read by the worker (ordered by the queueing)
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class Root:
     """A root page table and its reference count.  Kernel: a top-level kvm_mmu_page."""
 
     __slots__ = ("kvm", "page", "role", "invalid", "tdp_mmu_root_count", "work",
-                 "scheduled_to_zap", "name", "freed", "__weakref__")
+                 "zap_holds_kvm", "scheduled_to_zap", "name", "freed", "__weakref__")
 
     def __init__(self, kvm: Kvm, role: Role, count: int) -> None:
         kvm.root_seq += 1
@@ -60,6 +66,7 @@ class Root:
         self.page = kvm.alloc.alloc_root(role.level)
         self.tdp_mmu_root_count = Refcount(count, f"{self.name}->tdp_mmu_root_count")
         self.work = kvm.new_zap_work(self) if kvm.zap == "async" else None
+        self.zap_holds_kvm = False
         self.scheduled_to_zap = False
         self.freed = False
         ksync.track(self, "struct kvm_mmu_page (root)")
@@ -92,7 +99,9 @@ def put_root(kvm: Kvm, root: Root, shared: bool) -> None:
                 would let a host invalidation miss it), free via RCU;
       async     last put of a valid root: mark it invalid, set the count back
                 to one (the zapper's reference), then queue the zap while
-                ``users_count`` is non-zero, else zap here and put again;
+                ``users_count`` is non-zero (under ``zap_wq="system"``: if a
+                VM reference for the worker can be taken), else zap here
+                and put again;
                 last put of an invalid root: unlink and free via RCU;
       preserve  the MMU's own reference keeps valid roots, so the last put
                 is always of an invalid root (a valid one is a WARN):
@@ -129,7 +138,13 @@ def put_root(kvm: Kvm, root: Root, shared: bool) -> None:
                 _unlink_root(kvm, root)
                 _free_root(kvm, root)
             return
-        if kvm.users_count.read() or kvm.bug("no-users-count-check"):
+        if kvm.owns_zap_wq:
+            if kvm.users_count.read() or kvm.bug("no-users-count-check"):
+                schedule_zap_root(kvm, root)
+                return
+        elif _get_kvm_for_zap(kvm, root) or kvm.bug("no-users-count-check"):
+            # The bug queues with no VM reference: nothing keeps struct kvm
+            # alive until the worker runs, and no flush waits for it.
             schedule_zap_root(kvm, root)
             return
         # The VM is being destroyed and its queue may already be flushed:
@@ -165,6 +180,13 @@ def _free_root_rcu(kvm: Kvm, root: Root) -> None:
     ksync.kfree(root)
 
 
+def _get_kvm_for_zap(kvm: Kvm, root: Root) -> bool:
+    """A VM reference for the zap worker on system_wq (kernel, the seed's first
+    version: kvm_get_kvm_safe() before queueing).  False: the VM is being destroyed."""
+    root.zap_holds_kvm = kvm.get_safe()
+    return root.zap_holds_kvm
+
+
 def schedule_zap_root(kvm: Kvm, root: Root) -> None:
     """Kernel: tdp_mmu_schedule_zap_root() — hand the zap to the VM's work queue."""
     kvm.stats.count("zaps_queued")
@@ -179,19 +201,26 @@ def tdp_mmu_zap_root_work(kvm: Kvm, root: Root) -> None:
     It owns exactly one reference to ``root`` (invariant 8), the one
     put_root set back or invalidate_all_roots took.  No TLB flush is needed here:
     a vCPU flushes its TLB when it loads a new root, and every vCPU that
-    still uses this one has been asked to drop it.
+    still uses this one has been asked to drop it.  Under ``zap_wq="system"``
+    it also owns a VM reference and puts it last (kernel: kvm_put_kvm() at
+    the end of the first version's worker), which may destroy the VM here.
     """
+    # Read before the put: the root may be freed once its reference is gone.
+    holds_kvm = root.zap_holds_kvm
+    root.zap_holds_kvm = False
     ksync.check_access(kvm, "mmu_lock")
     if kvm.bug("worker-zap-without-mmu-lock"):
         zapper.tdp_mmu_zap_root(kvm, root, True)
         put_root(kvm, root, True)
-        return
-    kvm.mmu_lock.read_lock()
-    try:
-        zapper.tdp_mmu_zap_root(kvm, root, True)
-        put_root(kvm, root, True)
-    finally:
-        kvm.mmu_lock.read_unlock()
+    else:
+        kvm.mmu_lock.read_lock()
+        try:
+            zapper.tdp_mmu_zap_root(kvm, root, True)
+            put_root(kvm, root, True)
+        finally:
+            kvm.mmu_lock.read_unlock()
+    if holds_kvm:
+        kvm.put()
 
 
 def next_root(kvm: Kvm, prev: Root | None, shared: bool, only_valid: bool) -> Root | None:
@@ -279,6 +308,11 @@ def invalidate_all_roots(kvm: Kvm) -> None:
             continue
         root.invalid = True
         if kvm.zap == "async":
+            # Same rule as put_root: a zap on system_wq holds a VM reference.
+            # Callers hold one themselves (an ioctl's file descriptor), so
+            # failing to take it means a caller broke that rule.
+            if not kvm.owns_zap_wq and not _get_kvm_for_zap(kvm, root):
+                kvm.warn(f"{root.name}: invalidate_all_roots on a VM being destroyed")
             schedule_zap_root(kvm, root)
         else:
             kvm.sync_invalidated.append(root)
@@ -288,7 +322,10 @@ def zap_invalidated_roots(kvm: Kvm) -> None:
     """Kernel: kvm_tdp_mmu_zap_invalidated_roots().
 
     ``async``: flush the zap queue — never with ``mmu_lock`` held, since the
-    worker needs it.  ``sync`` and ``preserve``: the caller zaps each
+    worker needs it.  Under ``zap_wq="system"`` that is system_wq, the queue
+    the seed's first version put its zaps on (flush_work on each root's
+    work would need the invalidated roots listed; flushing the queue used
+    is what that version did).  ``sync`` and ``preserve``: the caller zaps each
     invalidated root itself under the read lock.
     """
     if kvm.zap == "async":

@@ -2,7 +2,7 @@
 """Bug campaigns: for each catalogued bug, many campaigns over distinct seed ranges.
 
 Each campaign runs the bug's scenario (in the bug's zap generation, with
-its strategy) over consecutive seeds until a run shows the bug's expected
+its strategy and its scenario parameters ``Bug.params``) over consecutive seeds until a run shows the bug's expected
 kind, at most ``--budget`` runs.  Reported per bug: campaigns that found it
 (success rate), and the mean / median / worst runs-to-first-finding.
 Campaign ``c`` of a bug starts at seed ``c * --stride``.
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         hits = [r[2] for r in rs if r[1]]
         rows.append({
             "bug": n, "scenario": BY_NAME[n].scenario, "zap": BY_NAME[n].zap,
-            "strategy": BY_NAME[n].strategy, "expected_kind": BY_NAME[n].expected_kind,
+            "strategy": BY_NAME[n].strategy, "params": dict(BY_NAME[n].params),
+            "expected_kind": BY_NAME[n].expected_kind,
             "campaigns": len(rs), "budget": a.budget, "found": len(hits),
             "success_rate": len(hits) / len(rs),
             "runs_to_first_mean": statistics.mean(hits) if hits else None,

@@ -31,13 +31,15 @@ def run_findings(bug: Bug | None, scenario: str, *, zap: str, seed: int, strateg
     """Run ``scenario`` once and return its finding kinds (``latency`` included when measured).
 
     The seed picks both the schedule and the program (``variant=seed``), so
-    that consecutive seeds also vary sizes, delays and addresses.
+    that consecutive seeds also vary sizes, delays and addresses; ``bug``'s
+    own scenario parameters (``Bug.params``) apply when it is given.
     """
     from ..harness import run_scenario
     from .latency import latency_finding
     want_latency = bug is not None and bug.expected_kind == "latency"
+    params = {"variant": seed, **dict(bug.params if bug is not None else ())}
     r = run_scenario(scenario, zap=zap, seed=seed, strategy=strategy, bugs=bugs,
-                     trace=want_latency, checks=checks, params={"variant": seed})
+                     trace=want_latency, checks=checks, params=params)
     kinds = r.kinds()
     if want_latency and latency_finding(scenario, r.params, r.trace) is not None:
         kinds.append("latency")

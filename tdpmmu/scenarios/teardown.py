@@ -10,6 +10,10 @@ root: under ``async`` a queued zap long enough to outlast a grace period)
 and closes its reference.  The creator and a host thread drop theirs at
 seeded moments; whoever drops the last reference destroys the VM, often
 while those zaps are still queued or running.
+
+``zap_wq="system"`` (async only) runs the seed's first version, whose zaps
+go to system_wq, each holding a VM reference: there the last reference
+may be the zap worker's, and the VM is destroyed on a kworker.
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ from .max_guest_memory import GIB_PAGES, prefault_4k
 
 
 @scenario("teardown", "the VM destroyed while root zaps are still queued",
-          vcpus=2, gib=8, pages_per_gib=512, variant=0)
+          vcpus=2, gib=8, pages_per_gib=512, variant=0, zap_wq="kvm")
 def teardown(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int,
-             pages_per_gib: int, variant: int) -> None:
+             pages_per_gib: int, variant: int, zap_wq: str) -> None:
     """``vcpus`` vCPUs with distinct root roles fill their root, reload and close
     their VM reference; the last put destroys the VM."""
     check_positive("teardown", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib)
     rng = scenario_rng("teardown", variant)
-    kvm = Kvm(zap=zap, bugs=bugs)
+    kvm = Kvm(zap=zap, bugs=bugs, zap_wq=zap_wq)
     slots = {as_id: set_memory_region(kvm, 0, 0, gib * GIB_PAGES, as_id=as_id)
              for as_id in (0, 1)}
     jobs = []
