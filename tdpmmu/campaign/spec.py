@@ -62,7 +62,7 @@ class CampaignSpec:
         for b in self.bugs:
             out += ["--bug", b]
         for k, v in sorted(self.params.items()):
-            out += ["--param", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"]
+            out += ["--param", f"{k}={_param_text(v)}"]
         if self.checks is not None:
             out += ["--checks", ",".join(self.checks) or "none"]
         out += ["--seed", str(seed), "--schedule", schedule]
@@ -70,3 +70,10 @@ class CampaignSpec:
 
     def replay_command(self, seed: int, schedule: str) -> str:
         return shlex.join(self.replay_args(seed, schedule))
+
+
+def _param_text(v: object) -> str:
+    """``--param`` text that parses back to ``v``: a bare word when it is one, else a literal."""
+    if isinstance(v, str) and v.isidentifier() and v not in ("True", "False", "None"):
+        return v        # parse_params keeps a word that is not a literal as a string
+    return repr(v) if isinstance(v, str) else str(v)

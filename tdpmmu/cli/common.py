@@ -114,7 +114,23 @@ def check_scenario_options(args: argparse.Namespace) -> dict[str, Any]:
         check_scenario_args(args.scenario, args.zap, args.bug, params)
     except (UnknownScenario, UnknownBug) as e:
         raise UsageError(str(e)) from None
-    return params
+    return {**bug_params(args.scenario, args.bug), **params}
+
+
+def bug_params(scenario: str | None, bugs: list[str]) -> dict[str, Any]:
+    """Scenario parameters the given bugs need to show in ``scenario`` (``Bug.params``).
+
+    A bug such as ``no-users-count-check`` exists only in a variant of the
+    model (the seed's system work queue); ``--bug`` selects that variant
+    unless ``--param`` says otherwise.
+    """
+    from ..bugs import BY_NAME
+    out: dict[str, Any] = {}
+    for name in bugs:
+        bug = BY_NAME.get(name)
+        if bug is not None and bug.scenario == scenario:
+            out.update(dict(bug.params))
+    return out
 
 
 def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
