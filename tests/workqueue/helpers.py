@@ -6,6 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 import ksync
+import workqueue as wqm
+
+#: The calls that wait for a work: each takes the queue and the work (one of them is unused).
+WAITS: dict[str, Callable[[Any, Any], Any]] = {
+    "flush_work": lambda wq, w: wqm.flush_work(w),
+    "flush_workqueue": lambda wq, w: wqm.flush_workqueue(wq),
+    "cancel_work_sync": lambda wq, w: wqm.cancel_work_sync(w),
+    "drain_workqueue": lambda wq, w: wqm.drain_workqueue(wq),
+}
 
 CONTROLLED_SEEDS = range(5)
 FREE_RUNS = range(2)

@@ -15,16 +15,10 @@ import ksync
 import workqueue as wqm
 from workqueue import Work
 
-from .helpers import cases, kinds, run, until
+from .helpers import WAITS, cases, kinds, run, until
 
 RACES = ("races",)
 
-WAITS = {
-    "flush_work": lambda wq, w: wqm.flush_work(w),
-    "flush_workqueue": lambda wq, w: wqm.flush_workqueue(wq),
-    "cancel_work_sync": lambda wq, w: wqm.cancel_work_sync(w),
-    "drain_workqueue": lambda wq, w: wqm.drain_workqueue(wq),
-}
 
 
 @pytest.mark.parametrize("how", sorted(WAITS))

@@ -14,19 +14,13 @@ import ksync
 import workqueue as wqm
 from workqueue import Work
 
-from .helpers import cases, kinds, run
+from .helpers import WAITS, cases, kinds, run
 
 LOCKDEP = ("lockdep",)
 
-FLUSHES = {
-    "flush_work": lambda wq, w: wqm.flush_work(w),
-    "flush_workqueue": lambda wq, w: wqm.flush_workqueue(wq),
-    "cancel_work_sync": lambda wq, w: wqm.cancel_work_sync(w),
-    "drain_workqueue": lambda wq, w: wqm.drain_workqueue(wq),
-}
 
 
-@pytest.mark.parametrize("how", sorted(FLUSHES))
+@pytest.mark.parametrize("how", sorted(WAITS))
 @pytest.mark.parametrize("mode,seed", cases())
 def test_flush_holding_a_lock_the_work_takes_is_a_cycle_without_deadlocking(mode, seed, how):
     def body(rt):
@@ -40,7 +34,7 @@ def test_flush_holding_a_lock_the_work_takes_is_a_cycle_without_deadlocking(mode
         wqm.queue_work(wq, w)
         wqm.flush_work(w)                       # the work has run: no real deadlock below
         with lock:
-            FLUSHES[how](wq, w)
+            WAITS[how](wq, w)
         wqm.destroy_workqueue(wq)
     rt, _ = run(body, mode, seed, checks=LOCKDEP)
     assert kinds(rt) == ["circular-locking-dependency"]
@@ -49,7 +43,7 @@ def test_flush_holding_a_lock_the_work_takes_is_a_cycle_without_deadlocking(mode
     assert ("(work_completion)zap" in text) or ("(wq_completion)kvm" in text)
 
 
-@pytest.mark.parametrize("how", sorted(FLUSHES))
+@pytest.mark.parametrize("how", sorted(WAITS))
 @pytest.mark.parametrize("mode,seed", cases())
 def test_flush_without_the_lock_is_silent(mode, seed, how):
     def body(rt):
@@ -62,7 +56,7 @@ def test_flush_without_the_lock_is_silent(mode, seed, how):
         w = Work(fn, name="zap")
         for _ in range(3):
             wqm.queue_work(wq, w)
-            FLUSHES[how](wq, w)
+            WAITS[how](wq, w)
         with lock:
             pass
         wqm.destroy_workqueue(wq)
