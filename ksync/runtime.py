@@ -33,6 +33,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
+from . import affinity, carriers
 from . import events as ev
 from .errors import (
     DeadlockUnwind,
@@ -65,7 +66,8 @@ class Runtime(Scheduling):
     thread managed (thread 0, named ``main``); ``rt.spawn`` starts others.
     On exit the runtime joins every thread, stops its kthreads and finishes
     the checkers; ``rt.reports`` then lists the findings and ``rt.schedule``
-    the replay string.
+    the replay string.  A controlled runtime pins its threads to one CPU
+    while it runs (``pin``; see ``ksync.affinity``).
     """
 
     def __init__(self, mode: str = "free", seed: int = 0,
@@ -74,7 +76,8 @@ class Runtime(Scheduling):
                  strict: bool = False, trace: bool = False,
                  schedule: str | None = None, max_steps: int | None = 200_000,
                  tick_ns: int = 1000, resched_steps: int = 50,
-                 listeners: Iterable[ev.Checker] = ()) -> None:
+                 listeners: Iterable[ev.Checker] = (),
+                 pin: bool | int | None = None) -> None:
         if mode not in MODES:
             raise KsyncError(f"Runtime(mode={mode!r}): mode must be one of {MODES}")
         if not 0.0 <= noise <= 1.0:
@@ -93,6 +96,9 @@ class Runtime(Scheduling):
             raise KsyncError(f"Runtime(checks=...): unknown checker(s) {sorted(unknown)}; "
                              f"known: {', '.join(ALL_CHECKS)}")
         self.strategy = make_strategy(strategy, seed, schedule) if self.controlled else None
+        # Controlled runs hand one CPU from thread to thread: keep them on one core.
+        self.cpu = affinity.choose_cpu(pin) if self.controlled else None
+        self._old_mask: set[int] | None = None
         self.big = threading.Lock()
         self.reports: list[Report] = []
         self.threads: list[KThread] = []
@@ -135,6 +141,8 @@ class Runtime(Scheduling):
         else:
             raise KsyncError("this thread already runs under a ksync.Runtime; runtimes do not nest")
         self._entered = True
+        if self.cpu is not None:
+            self._old_mask = affinity.pin_calling_thread(self.cpu)
         for name in sorted(self.checks):
             factory = _runtime_registry.get(name)
             if factory is not None:
@@ -156,6 +164,14 @@ class Runtime(Scheduling):
         return self
 
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            return self._exit(exc)
+        finally:
+            if self._old_mask is not None:
+                affinity.restore(self._old_mask)
+                self._old_mask = None
+
+    def _exit(self, exc: BaseException | None) -> bool:
         main = self.main
         assert main is not None
         failure: BaseException | None = None
@@ -252,12 +268,10 @@ class Runtime(Scheduling):
         t = self._new_thread(fn, args, name or f"kthread-{len(self.threads)}", daemon)
         if self.listeners:
             self.emit(parent, ev.SPAWN, t, None)
-        os_t = threading.Thread(target=self._bootstrap, args=(t,), name=t.name, daemon=True)
-        t.os_thread = os_t
         if self.controlled:
             with self.big:
                 bisect.insort(self._runnable, t, key=_tid)
-        os_t.start()
+        t.os_thread = carriers.start(lambda: self._bootstrap(t), t.name)
         self.point(parent)
         return t
 

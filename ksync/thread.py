@@ -40,7 +40,8 @@ class KThread:
         self.fn = fn
         self.args = args
         self.daemon = daemon
-        self.os_thread: threading.Thread | None = None
+        # The OS thread: threading.Thread for main, a ksync.carriers.Carried handle otherwise.
+        self.os_thread: Any = None
         self.result: Any = None
         self.exc: BaseException | None = None
         self.state = RUNNING
@@ -59,7 +60,8 @@ class KThread:
         # Controlled mode: released by whoever schedules this thread in.
         self.go = threading.Lock()
         self.go.acquire()
-        self.cond = threading.Condition(rt.big)
+        # Free mode parks on a condition; controlled mode only on ``go``.
+        self.cond = None if rt.controlled else threading.Condition(rt.big)
         self.rng: Any = None
         self.run_steps = 0
         self.last_resched = 0.0
