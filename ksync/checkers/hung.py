@@ -5,9 +5,12 @@ periodically and reports every task that has stayed in uninterruptible sleep
 longer than ``hung_task_timeout_secs``, with its stack, then the locks held
 in the system and every task's stack.
 
-Here the watchdog is a plain daemon OS thread (not a managed thread, so it
-never takes part in scheduling) started by ``attach`` and stopped by
-``finish``.  Every ``poll_s`` it
+Here, as there, one watchdog thread serves the whole process: a plain
+daemon OS thread named ``khungtaskd`` (not a managed thread, so it never
+takes part in scheduling), started on first use.  ``attach`` puts a
+runtime's checker on its list and ``finish`` takes it off; once ``finish``
+returned, the checker is never looked at again.  Every ``poll_s`` (the
+smallest of the listed checkers') it looks at each runtime:
 
 * in free mode, snapshots the managed threads under ``rt.big`` and reports
   each one blocked (a lock, a completion, a flush, a join...) for longer than
@@ -66,48 +69,47 @@ class HungTask(ev.Checker):
     def __init__(self) -> None:
         self.timeout_s = DEFAULT_TIMEOUT_S
         self.poll_s = POLL_S
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.watched = False
         self._reported: set[Any] = set()
+        self._last_step = 0
+        self._since = 0.0
         self.rt: Any = None
 
     def attach(self, rt: Any) -> None:
         self.rt = rt
         self.timeout_s = _timeout_from_env()
         if self.timeout_s > 0:
-            self._thread = threading.Thread(target=self._watch, name="ksync-hung-watchdog",
-                                            daemon=True)
-            self._thread.start()
+            self._last_step, self._since = rt.step, time.monotonic()
+            _KHUNGTASKD.watch(self)
+            self.watched = True
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
         return None
 
     def finish(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        if self.watched:
+            _KHUNGTASKD.unwatch(self)
+            self.watched = False
 
     # ------------------------------------------------------------------ watchdog
-    def _watch(self) -> None:
+    def look(self, now: float) -> None:
+        """One look at this runtime (called by khungtaskd)."""
+        timeout = self.timeout_s
+        if timeout <= 0:
+            return
         rt = self.rt
-        last_step, since = rt.step, time.monotonic()
-        while not self._stop.wait(self.poll_s):
-            timeout = self.timeout_s
-            if timeout <= 0:
-                continue
-            now = time.monotonic()
-            try:
-                if rt.controlled:
-                    if rt.step != last_step:
-                        last_step, since = rt.step, now
-                    elif now - since >= timeout and ("stall", last_step) not in self._reported:
-                        self._reported.add(("stall", last_step))
-                        self._report_stall(now - since)
-                else:
-                    self._check_blocked(now, timeout)
-            except ReportError:
-                pass        # strict mode: the report is filed; nobody to raise it to
+        try:
+            if rt.controlled:
+                if rt.step != self._last_step:
+                    self._last_step, self._since = rt.step, now
+                elif (now - self._since >= timeout
+                        and ("stall", self._last_step) not in self._reported):
+                    self._reported.add(("stall", self._last_step))
+                    self._report_stall(now - self._since)
+            else:
+                self._check_blocked(now, timeout)
+        except ReportError:
+            pass        # strict mode: the report is filed; nobody to raise it to
 
     def _check_blocked(self, now: float, timeout: float) -> None:
         rt = self.rt
@@ -175,3 +177,50 @@ def _os_stack(t: Any) -> str:
         out.append(f" {f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}")
         f = f.f_back
     return "\n".join(out) if out else " <no stack>"
+
+
+class _Khungtaskd:
+    """The one watchdog thread of the process and the checkers it looks after.
+
+    A look happens under ``_lock``, which ``unwatch`` takes too: a checker
+    taken off the list is not in the middle of a look when ``finish`` returns.
+    After ``fork()`` the child starts with no thread and an empty list.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._watched: list[HungTask] = []
+        self._thread: threading.Thread | None = None
+
+    def watch(self, c: HungTask) -> None:
+        with self._lock:
+            self._watched.append(c)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="khungtaskd", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def unwatch(self, c: HungTask) -> None:
+        with self._lock:
+            if c in self._watched:
+                self._watched.remove(c)
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                if not self._watched:
+                    self._cond.wait()
+                    continue
+                self._cond.wait(min(c.poll_s for c in self._watched))
+                now = time.monotonic()
+                for c in list(self._watched):
+                    c.look(now)
+
+    def after_fork_in_child(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+_KHUNGTASKD = _Khungtaskd()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_KHUNGTASKD.after_fork_in_child)

@@ -155,4 +155,4 @@ def test_the_threshold_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("KSYNC_HUNG_TIMEOUT", "0")
     with ksync.Runtime(mode="free", checks=HUNG) as rt:
         hung = get_checker(rt, "hung")
-        assert hung.timeout_s == 0 and hung._thread is None
+        assert hung.timeout_s == 0 and not hung.watched
