@@ -3,8 +3,11 @@
 Kernel counterpart: ``stack_trace_save()`` into a ``struct lock_trace`` —
 lockdep and KASAN save raw return addresses when an event happens and
 symbolise them only when they print.  Here a saved stack is a flat tuple
-``(code, lineno, code, lineno, ...)`` of the frames outside ksync, innermost
-first: building it costs about 0.2 µs per frame, whereas
+``(code, offset, code, offset, ...)`` of the frames outside ksync, innermost
+first, where ``offset`` is the frame's ``f_lasti`` (the raw return address):
+the line number is looked up in the code's line table only when the stack
+is rendered, since ``f_lineno`` costs a scan of that table on every frame.
+Building a stack costs about 0.2 µs per frame, whereas
 ``ksync.report.user_stack()`` formats strings at once (tens of µs).  Checkers
 call :func:`capture` on hot paths and :func:`render` when they report.
 """
@@ -24,7 +27,7 @@ _KSYNC_DIR = os.path.dirname(os.path.abspath(ksync.__file__)) + os.sep
 #: Thread bootstrap frames (``Thread.run``/``_bootstrap``) say nothing about the caller.
 _THREADING = threading.__file__
 
-Stack = tuple  # (CodeType, int, CodeType, int, ...)
+Stack = tuple  # (CodeType, f_lasti, CodeType, f_lasti, ...)
 
 EMPTY: Stack = ()
 
@@ -54,7 +57,7 @@ def _walk(f: Any, limit: int) -> Stack:
         fn = co.co_filename
         if not fn.startswith(_KSYNC_DIR) and fn != _THREADING:
             out.append(co)
-            out.append(f.f_lineno)
+            out.append(f.f_lasti)
             n += 1
         f = f.f_back
     return tuple(out)
@@ -64,7 +67,7 @@ def capture_cached(skip: int = 2, limit: int = 10) -> Stack:
     """``capture(skip, limit)``, reusing the outer frames of this thread's last call.
 
     Accesses come in bursts from one function: its caller ``P`` stays the
-    same live frame, suspended at the same line, so the frames above the
+    same live frame, suspended at the same instruction, so the frames above the
     innermost one are those saved last time.  Each thread keeps one entry
     ``(P, P's line, P's caller, saved tail)``; a hit costs the walk to the
     innermost frame instead of the whole stack.  Checking P's caller too
@@ -73,15 +76,15 @@ def capture_cached(skip: int = 2, limit: int = 10) -> Stack:
     f = _first_outside(skip)
     if f is None:
         return EMPTY
-    head = (f.f_code, f.f_lineno)
+    head = (f.f_code, f.f_lasti)
     p = f.f_back
     if p is None or limit <= 1:
         return head
     c = getattr(_tls, "tail", None)
-    if c is not None and c[0] is p and c[1] == p.f_lineno and c[2] is p.f_back:
+    if c is not None and c[0] is p and c[1] == p.f_lasti and c[2] is p.f_back:
         return head + c[3]
     tail = _walk(p, limit - 1)
-    _tls.tail = (p, p.f_lineno, p.f_back, tail)
+    _tls.tail = (p, p.f_lasti, p.f_back, tail)
     return head + tail
 
 
@@ -92,7 +95,7 @@ def capture_site(skip: int = 2) -> Stack:
     calls it on every acquisition.
     """
     f = _first_outside(skip)
-    return EMPTY if f is None else (f.f_code, f.f_lineno)
+    return EMPTY if f is None else (f.f_code, f.f_lasti)
 
 
 def _first_outside(skip: int) -> Any:
@@ -112,8 +115,22 @@ def _first_outside(skip: int) -> Any:
 
 def frames(stack: Stack) -> list[tuple[str, int, str]]:
     """``(filename, lineno, function)`` per saved frame."""
-    return [(stack[i].co_filename, stack[i + 1], stack[i].co_name)
+    return [(stack[i].co_filename, line_of(stack[i], stack[i + 1]), stack[i].co_name)
             for i in range(0, len(stack), 2)]
+
+
+def site_key(stack: Stack) -> tuple:
+    """The innermost frame as ``(code, line)``: reports are told apart by source line."""
+    return (stack[0], line_of(stack[0], stack[1])) if stack else ()
+
+
+def line_of(code: CodeType, lasti: int) -> int:
+    """The source line of byte offset ``lasti`` in ``code`` (what ``f_lineno`` says there)."""
+    if lasti >= 0:
+        for start, end, line in code.co_lines():
+            if start <= lasti < end:
+                return line if line is not None else code.co_firstlineno
+    return code.co_firstlineno
 
 
 def render(stack: Stack) -> list[str]:

@@ -370,7 +370,8 @@ class RaceDetector(ev.Checker):
     def _report(self, t: Any, c: _Cell, op: str, atomic: bool, stack: Any, held: tuple,
                 race: tuple) -> None:
         pop, ptid, pstack, pheld, patomic = race
-        key = frozenset((stack[:2], pstack[:2])) if stack or pstack else c.name
+        key = (frozenset((_stacks.site_key(stack), _stacks.site_key(pstack))) if stack or pstack
+               else c.name)
         with self._lk:
             if key in self._seen:
                 return

@@ -113,7 +113,7 @@ class UseAfterFree(ev.Checker):
     # ------------------------------------------------------------------ reports
     def _use(self, t: Any, kind: str, arg: Any, e: _Obj) -> None:
         stack = _stacks.capture(3)
-        tag = (id(e.obj), stack[:2])
+        tag = (id(e.obj), _stacks.site_key(stack))
         with self._lk:
             if tag in self._reported:
                 return
@@ -138,7 +138,7 @@ class UseAfterFree(ev.Checker):
                        free_thread=e.fthread)
 
     def _double(self, t: Any, e: _Obj, stack: _stacks.Stack) -> None:
-        tag = ("double", id(e.obj), stack[:2])
+        tag = ("double", id(e.obj), _stacks.site_key(stack))
         with self._lk:
             if tag in self._reported:
                 return
