@@ -152,7 +152,10 @@ class Runtime(Scheduling):
             listeners.append(self.tracer)
         for c in listeners:
             c.attach(self)
-        self.listeners = tuple(c.on_event for c in listeners)
+        # Only listeners that want some event make the primitives emit at all:
+        # a checker with no kinds (the hung-task watchdog) costs no event.
+        self.listeners = tuple(c.on_event for c in listeners
+                               if getattr(c, "kinds", None) is None or c.kinds)
         self._build_dispatch(listeners)
         main = self._new_thread(None, (), "main", daemon=False)
         main.os_thread = threading.current_thread()
@@ -194,6 +197,8 @@ class Runtime(Scheduling):
         for t in self.threads[1:]:
             if t.os_thread is not None:
                 t.os_thread.join(timeout=5.0)
+        if main.go is not None:
+            main.go.close()
         if self.divergence is None and self.strategy is not None and not failure:
             try:
                 self.strategy.finish(len(self.decisions))
@@ -278,7 +283,7 @@ class Runtime(Scheduling):
     def _bootstrap(self, t: KThread) -> None:
         set_current(t)
         if self.controlled:
-            t.go.acquire()
+            t.go.take()
         try:
             if self.aborting:
                 raise DeadlockUnwind(self.aborting)
@@ -299,6 +304,8 @@ class Runtime(Scheduling):
                 self._switch(t, exiting=True)
             else:
                 self._check_free_deadlock()
+        if t.go is not None:
+            t.go.close()        # done: nobody schedules this thread again
         set_current(None)
 
     def join(self, t: KThread, _quiet: bool = False) -> Any:

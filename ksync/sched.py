@@ -91,9 +91,9 @@ class Scheduling:
         nxt.run_steps = 0
         self._current = nxt
         self.big.release()
-        nxt.go.release()
+        nxt.go.give()
         if not exiting:
-            t.go.acquire()
+            t.go.take()
         self.big.acquire()
 
     def _fire_timers(self) -> None:

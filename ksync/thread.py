@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .baton import Baton
 from .errors import NoRuntimeError
 
 # Wait states (B).
@@ -57,9 +58,8 @@ class KThread:
         self.timer_key: Any = None
         self.wake_ns = 0
         self.wait_since = 0.0        # time.monotonic() when the current wait began
-        # Controlled mode: released by whoever schedules this thread in.
-        self.go = threading.Lock()
-        self.go.acquire()
+        # Controlled mode: given by whoever schedules this thread in.
+        self.go = Baton() if rt.controlled else None
         # Free mode parks on a condition; controlled mode only on ``go``.
         self.cond = None if rt.controlled else threading.Condition(rt.big)
         self.rng: Any = None
