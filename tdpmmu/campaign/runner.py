@@ -7,6 +7,8 @@ executor's processes.  Only this process writes the results file.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -15,6 +17,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ksync import affinity
 
 from ..harness import estimate_steps
 from .findings import Finding, group_findings
@@ -31,16 +35,36 @@ class CampaignError(Exception):
     """The campaign could not go on (results file unusable, a worker process died)."""
 
 
-def _worker_init(log_path: str | None) -> None:
+def _worker_init(log_path: str | None, started: Any = None) -> None:
     # Ctrl-C is the manager's to handle: it stops handing out seeds and saves.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_log(log_path)
+    if started is not None:
+        with started.get_lock():
+            index = started.value
+            started.value += 1
+        pin_worker(index)
+
+
+def pin_worker(index: int) -> None:
+    """Give worker ``index`` a CPU of its own for its controlled runs (``KSYNC_PIN``).
+
+    Controlled runs pin their threads to one CPU (ksync.affinity); left to
+    choose, two workers may pick the same one.  A ``KSYNC_PIN`` the user set
+    (``off``, or a CPU) is kept.
+    """
+    if os.environ.get(affinity.ENV) or not affinity.supported():
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    os.environ[affinity.ENV] = str(cpus[index % len(cpus)])
 
 
 def process_pool(jobs: int, log_path: str | None) -> Executor:
-    """The default executor: ``jobs`` worker processes sharing the campaign log."""
-    return ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init,
-                               initargs=(log_path,))
+    """The default executor: ``jobs`` worker processes sharing the campaign log,
+    each pinned to a CPU of its own."""
+    ctx = multiprocessing.get_context()
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(log_path, ctx.Value("i", 0)))
 
 
 @dataclass

@@ -137,3 +137,16 @@ def test_campaign_killed_midway_loses_no_finished_result_and_resumes(tmp_path):
     for r in after:
         if r["seed"] in before:
             assert r == before[r["seed"]]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_each_worker_gets_a_cpu_of_its_own_unless_the_user_chose(monkeypatch):
+    from tdpmmu.campaign.runner import pin_worker
+    cpus = sorted(os.sched_getaffinity(0))
+    for index in range(len(cpus) + 1):
+        monkeypatch.delenv("KSYNC_PIN", raising=False)
+        pin_worker(index)
+        assert os.environ["KSYNC_PIN"] == str(cpus[index % len(cpus)])
+    monkeypatch.setenv("KSYNC_PIN", "off")
+    pin_worker(0)
+    assert os.environ["KSYNC_PIN"] == "off"
