@@ -44,7 +44,7 @@ from .errors import (
     ThreadFailed,
 )
 from .report import Report, call_site
-from .sched import Scheduling, _SleepQueue, _tid
+from .sched import NEVER, Scheduling, _SleepQueue, _tid
 from .strategy import Strategy, encode_schedule, make_strategy
 from .thread import BLOCKED, DONE, IDLE, SLEEPING, KThread, current_thread, set_current
 
@@ -107,6 +107,7 @@ class Runtime(Scheduling):
         self.clock_ns = 0             # virtual time (controlled)
         self._t0 = time.monotonic_ns()
         self._timers: SortedList = SortedList()
+        self._timer_due = NEVER      # the first timer's deadline (sched.py)
         self._timer_seq = 0
         self._runnable: list[KThread] = []
         self._current: KThread | None = None

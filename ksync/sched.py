@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 
+#: ``_timer_due`` when no timer is armed.
+NEVER = 1 << 62
+
+
 class Scheduling:
     """Mixin of ``Runtime``: scheduling points, parking and waking, aborting a run.
 
@@ -60,7 +64,7 @@ class Scheduling:
         if self.max_steps is not None and self.step > self.max_steps and not self.aborting:
             self._abort_run("livelock", self._livelock_report)
             self._kill_points = True
-        if self._timers and self._timers[0][0] <= self.clock_ns:
+        if self._timer_due <= self.clock_ns:
             self._fire_timers()
         while not self._runnable:
             if self._timers:
@@ -102,6 +106,11 @@ class Scheduling:
             w.timer_key = None
             w.timed_out = True
             self._ready(w)
+        self._note_timers()
+
+    def _note_timers(self) -> None:
+        # The earliest deadline, kept apart so the hot path tests one int.
+        self._timer_due = self._timers[0][0] if self._timers else NEVER
 
     # ------------------------------------------------------------------ waiting
     def wait(self, t: KThread, obj: Any, desc: str, timeout_ns: int | None = None,
@@ -136,6 +145,7 @@ class Scheduling:
                 self._timer_seq += 1
                 t.timer_key = (self.clock_ns + max(0, timeout_ns), self._timer_seq, t)
                 self._timers.add(t.timer_key)
+                self._timer_due = min(self._timer_due, t.timer_key[0])
             self._switch(t)
         else:
             self._free_wait(t, state, timeout_ns, force)
@@ -178,6 +188,7 @@ class Scheduling:
         t.blocked_on = None
         if t.timer_key is not None:
             self._timers.discard(t.timer_key)
+            self._note_timers()
             t.timer_key = None
 
     def _ready(self, w: KThread) -> None:

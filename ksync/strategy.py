@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from itertools import groupby
 from typing import Any
 
 from .errors import KsyncError, ReplayDivergence
@@ -43,9 +44,12 @@ class RandomStrategy(Strategy):
 
     def __init__(self, seed: int = 0) -> None:
         self._rng = random.Random(seed)
+        # What randrange(n) calls for n > 0, without its argument checks: the
+        # same draws, so a seed keeps its schedule.
+        self._below = self._rng._randbelow
 
     def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
-        return runnable[self._rng.randrange(len(runnable))]
+        return runnable[self._below(len(runnable))]
 
 
 class ReplayStrategy(Strategy):
@@ -75,13 +79,9 @@ class ReplayStrategy(Strategy):
 
 def encode_schedule(decisions: Sequence[int]) -> str:
     out: list[str] = []
-    i, n = 0, len(decisions)
-    while i < n:
-        j = i
-        while j < n and decisions[j] == decisions[i]:
-            j += 1
-        out.append(str(decisions[i]) if j - i == 1 else f"{decisions[i]}x{j - i}")
-        i = j
+    for tid, run in groupby(decisions):
+        n = len(list(run))
+        out.append(str(tid) if n == 1 else f"{tid}x{n}")
     return ".".join(out)
 
 
