@@ -67,11 +67,13 @@ def run_scenario(name: str, *, zap: str = "async", bugs: Iterable[str] = (),
                  schedule: str | None = None, checks: Iterable[str] | None = None,
                  trace: bool = False, params: Mapping[str, Any] | None = None,
                  max_steps: int | None = 200_000, noise: float = 0.0,
-                 keep_runtime: bool = False) -> RunResult:
+                 keep_runtime: bool = False, stacks: bool = True) -> RunResult:
     """Run scenario ``name`` once; unknown names and parameters raise ``UnknownScenario``.
 
     ``strategy`` is ``random``, ``pct`` or ``pct:d=DEPTH,k=STEPS`` (see
     ``ksync.pct``), or a ``ksync.Strategy``; ``schedule`` replays a run.
+    ``stacks=False`` saves no stack per event (same findings, faster; see
+    ``ksync.Runtime``): a campaign's first pass.
     Unknown scenarios, parameters, zap modes and bugs are refused before the
     run starts (``UnknownScenario`` / ``UnknownBug``), never filed as a crash.
     """
@@ -81,7 +83,8 @@ def run_scenario(name: str, *, zap: str = "async", bugs: Iterable[str] = (),
     bugs = tuple(sorted(set(bugs)))
     error = ""
     rt = ksync.Runtime(mode=mode, seed=seed, strategy=strategy, schedule=schedule,
-                       checks=checks, trace=trace, max_steps=max_steps, noise=noise)
+                       checks=checks, trace=trace, max_steps=max_steps, noise=noise,
+                       stacks=stacks)
     try:
         with rt:
             sc(zap=zap, bugs=bugs, **params)

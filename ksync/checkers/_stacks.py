@@ -31,6 +31,18 @@ Stack = tuple  # (CodeType, f_lasti, CodeType, f_lasti, ...)
 
 EMPTY: Stack = ()
 
+
+class _NotRecorded(tuple):
+    """The stack of an event seen while the runtime saved none (``Runtime(stacks=False)``)."""
+
+    __slots__ = ()
+
+
+#: What checkers store instead of a stack when stacks are off: empty, and
+#: rendered as a pointer to the replay that shows it.
+NOT_RECORDED: Stack = _NotRecorded()
+_NOT_RECORDED_TEXT = "<stack not recorded (stacks off): replay the schedule to see it>"
+
 #: Per-thread cache of ``capture_cached``.
 _tls = threading.local()
 
@@ -140,6 +152,8 @@ def render(stack: Stack) -> list[str]:
 
 def top(stack: Stack) -> str:
     """The innermost frame as ``file:line function`` (``<unknown>`` if none)."""
+    if stack is NOT_RECORDED:
+        return "<stack not recorded>"
     lines = render(stack[:2])
     return lines[0] if lines else "<unknown>"
 
@@ -153,13 +167,17 @@ def top_function(stack: Stack) -> str:
 def numbered(stack: Stack, indent: str = "    ") -> str:
     """ThreadSanitizer's ``#0 func file:line`` lines."""
     out = [f"{indent}#{i} {name} {fn}:{ln}" for i, (fn, ln, name) in enumerate(frames(stack))]
-    return "\n".join(out) if out else f"{indent}<no frames outside ksync>"
+    return "\n".join(out) if out else indent + _missing(stack)
 
 
 def indented(stack: Stack, indent: str = "       ") -> str:
     """Kernel-style indented trace lines (lockdep and KASAN print them like this)."""
     out = [f"{indent}{line}" for line in render(stack)]
-    return "\n".join(out) if out else f"{indent}<no frames outside ksync>"
+    return "\n".join(out) if out else indent + _missing(stack)
+
+
+def _missing(stack: Stack) -> str:
+    return _NOT_RECORDED_TEXT if stack is NOT_RECORDED else "<no frames outside ksync>"
 
 
 def functions(stack: Stack) -> list[tuple[str, str, str]]:

@@ -96,9 +96,11 @@ class Lockdep(ev.Checker):
         # Names given to ksync.track(), for "held lock freed" reports.
         self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.rt: Any = None
+        self._save_stacks = True      # Runtime(stacks=...), read at attach
 
     def attach(self, rt: Any) -> None:
         self.rt = rt
+        self._save_stacks = rt.stacks
 
     def finish(self) -> None:
         pass
@@ -127,7 +129,7 @@ class Lockdep(ev.Checker):
         n = len(held)
         if lock is RCU_LOCK_MAP and n and held[n - 1][0] is lock:
             n -= 1      # rcu_read_lock() notes itself held before the event
-        site = _stacks.capture_site(3)
+        site = _stacks.capture_site(3) if self._save_stacks else _stacks.NOT_RECORDED
         sites = self._sites.get(t.tid)
         if sites is None:
             sites = self._sites[t.tid] = []

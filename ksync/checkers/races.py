@@ -94,6 +94,7 @@ class RaceDetector(ev.Checker):
         self.suppressions: list[str] = []
         self.suppressed = 0
         self.rt: Any = None
+        self._save_stacks = True      # Runtime(stacks=...), read at attach
         self._handlers = {
             ev.READ: self._on_read, ev.WRITE: self._on_write, ev.ACCESS: self._on_access,
             ev.ACQUIRED: self._on_acquired, ev.RELEASE: self._on_release,
@@ -108,6 +109,16 @@ class RaceDetector(ev.Checker):
     def attach(self, rt: Any) -> None:
         self.rt = rt
         self.suppressions = rr.initial_suppressions()
+        self._save_stacks = rt.stacks
+
+    def _stack(self) -> _stacks.Stack:
+        """The stack of the event being handled, or NOT_RECORDED when stacks are off.
+
+        Suppressions match frames, so while there are any stacks are saved anyway.
+        """
+        if self._save_stacks or self.suppressions:
+            return _stacks.capture_cached(6, _STACK_DEPTH)
+        return _stacks.NOT_RECORDED
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
         h = self._handlers.get(kind)
@@ -191,7 +202,7 @@ class RaceDetector(ev.Checker):
     def _access(self, t: Any, obj: Any, field: Any, op: str, atomic: bool) -> None:
         if not atomic and self._same_epoch(t.tid, obj, field, op == "write"):
             return
-        stack = _stacks.capture_cached(5, _STACK_DEPTH)
+        stack = self._stack()
         held = tuple(t.held)
         tid = t.tid
         with self._lk:
@@ -325,7 +336,7 @@ class RaceDetector(ev.Checker):
             _join(self._vc(t.tid), self._obj(obj).vc)
 
     def _on_spawn(self, parent: Any, child: Any, _arg: Any) -> None:
-        stack = _stacks.capture_cached(5, _STACK_DEPTH)
+        stack = self._stack()
         with self._lk:
             v = self._vc(parent.tid)
             cv = v[:]

@@ -61,6 +61,7 @@ class UseAfterFree(ev.Checker):
         self._lk = threading.Lock()
         self._reported: set[Any] = set()
         self.rt: Any = None
+        self._save_stacks = True      # Runtime(stacks=...), read at attach
 
     @property
     def live(self) -> int:
@@ -81,8 +82,13 @@ class UseAfterFree(ev.Checker):
         elif kind is _FREE:
             self._free(t, obj, arg)
 
+    def attach(self, rt: Any) -> None:
+        self.rt = rt
+        self._save_stacks = rt.stacks
+
     def _alloc(self, t: Any, obj: Any, name: Any) -> None:
-        e = _Obj(obj, name or ev.obj_name(obj), t, _stacks.capture(4))
+        stack = _stacks.capture(4) if self._save_stacks else _stacks.NOT_RECORDED
+        e = _Obj(obj, name or ev.obj_name(obj), t, stack)
         with self._lk:
             old = self._freed.get(id(obj))
             if old is not None and old.obj is obj:
@@ -90,7 +96,7 @@ class UseAfterFree(ev.Checker):
             self._live[id(obj)] = e
 
     def _free(self, t: Any, obj: Any, name: Any) -> None:
-        stack = _stacks.capture(4)
+        stack = _stacks.capture(4) if self._save_stacks else _stacks.NOT_RECORDED
         i = id(obj)
         with self._lk:
             old = self._freed.get(i)

@@ -1,6 +1,8 @@
 """Before a finding is reported: does it replay?  And its shortest schedule.
 
-``check_replay`` replays a failing run's schedule once.  If the replay
+``check_replay`` replays a failing run's schedule once; ``with_stacks``
+first replays a finding made without stacks (a campaign's first pass) with
+stacks on, so that what is reported has them.  If the replay
 diverges (a thread the schedule names is not runnable, or the program asks
 for more or fewer decisions) or files different reports, the run is flagged
 as *uncontrolled nondeterminism*: something in the program bypasses the
@@ -55,6 +57,26 @@ def check_replay(rerun: Rerun, original: RunResult) -> Verdict:
     where = _first_trace_difference(rerun, original.schedule)
     return Verdict(False, f"uncontrolled nondeterminism: the schedule replayed but the reports "
                           f"differ ({_kinds(want)} then {_kinds(got)}){where[0]}", where[1])
+
+
+def with_stacks(rerun: Rerun, stackless: RunResult) -> tuple[RunResult, Verdict]:
+    """The run to report for a finding made with ``stacks=False``, and its verdict.
+
+    ``rerun`` replays with stacks on.  That replay must fit the schedule and
+    file the same kinds of report (their number may differ: without stacks,
+    reports are told apart by location only); then ``check_replay`` replays
+    it once more.  If the first replay fails, the stackless run is returned
+    with the verdict that says why.
+    """
+    try:
+        shown = rerun(stackless.schedule, False)
+    except ksync.ReplayDivergence as e:
+        return stackless, Verdict(False, f"uncontrolled nondeterminism: {e}", e.step)
+    want, got = set(stackless.kinds()), set(shown.kinds())
+    if want != got:
+        return shown, Verdict(False, "uncontrolled nondeterminism: the replay with stacks "
+                                     f"filed {sorted(got)} where the run filed {sorted(want)}")
+    return shown, check_replay(rerun, shown)
 
 
 def _kinds(sig: list[tuple[str, str]]) -> str:

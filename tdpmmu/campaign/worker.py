@@ -12,23 +12,30 @@ from typing import Any
 
 from ..harness import run_scenario
 from .spec import CampaignSpec
-from .verify import check_replay, scenario_rerun, shrink
+from .verify import scenario_rerun, shrink, with_stacks
 
 log = logging.getLogger("tdpmmu.campaign")
 
 
 def run_one(spec_dict: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Run seed ``seed`` of the campaign; replay a finding once before reporting it."""
+    """Run seed ``seed`` of the campaign; replay a finding before reporting it.
+
+    The run itself saves no stacks (``stacks=False``: the same findings, about
+    15% faster, and almost every run is clean).  A finding's schedule is then
+    replayed with stacks on, and that replay's reports are the ones kept; the
+    determinism check replays it once more.
+    """
     spec = CampaignSpec.from_dict(spec_dict)
     t0 = time.perf_counter()
     r = run_scenario(spec.scenario, zap=spec.zap, bugs=spec.bugs, params=spec.params,
-                     checks=spec.checks, seed=seed, strategy=spec.strategy_spec())
+                     checks=spec.checks, seed=seed, strategy=spec.strategy_spec(),
+                     stacks=False)
     rec: dict[str, Any] = {"type": "run", "seed": seed, "clean": r.clean, "steps": r.steps,
                            "decisions": r.decisions,
                            "seconds": round(time.perf_counter() - t0, 6)}
     if r.clean:
         return rec
-    verdict = check_replay(scenario_rerun(spec, seed), r)
+    r, verdict = with_stacks(scenario_rerun(spec, seed), r)
     reports = [{"kind": x.kind, "title": x.title, "text": x.text} for x in r.reports]
     if r.error:
         reports.append({"kind": "error", "title": r.error.splitlines()[-1], "text": r.error})

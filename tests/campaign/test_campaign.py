@@ -150,3 +150,19 @@ def test_each_worker_gets_a_cpu_of_its_own_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("KSYNC_PIN", "off")
     pin_worker(0)
     assert os.environ["KSYNC_PIN"] == "off"
+
+
+@pytest.mark.timeout(120)
+def test_a_finding_is_reported_from_a_replay_with_stacks_though_runs_save_none():
+    from tdpmmu.campaign.worker import run_one
+    spec = CampaignSpec("memslot_churn", bugs=("flush-under-mmu-lock",))
+    for seed in range(60):
+        rec = run_one(spec.to_dict(), seed)
+        if not rec["clean"]:
+            break
+    else:
+        pytest.fail("flush-under-mmu-lock never showed in 60 runs")
+    assert rec["reproducible"], rec["divergence"]
+    [rep] = [r for r in rec["reports"] if r["kind"] == "circular-locking-dependency"]
+    assert "not recorded" not in rep["text"]
+    assert "memslot" in rep["text"] or "zap" in rep["text"]     # frames of the model
