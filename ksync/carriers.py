@@ -85,6 +85,7 @@ class _Carrier:
             finally:
                 me.name = "ksync-carrier"
                 handle._done.release()
+            del fn, handle      # idle, the last job's closure would keep its whole run alive
             with _lock:
                 if len(_idle) >= MAX_IDLE:
                     return
