@@ -10,11 +10,13 @@ without losing a job handed over as it times out, keeps at most
 from __future__ import annotations
 
 import collections
+import gc
 import os
 import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -139,6 +141,22 @@ def test_a_plain_job_after_a_managed_thread_on_the_same_carrier_is_not_managed(m
     assert carriers.start(plain, "plain").join(timeout=30)
     assert got[0] == where[0]           # the same OS thread served both
     assert isinstance(got[1], NoRuntimeError), got[1]
+
+
+def test_an_idle_carrier_keeps_nothing_of_the_run_it_served_alive():
+    # A campaign leaves up to MAX_IDLE idle carriers: none may pin a finished
+    # Runtime (its threads, trace and reports) in memory.
+    where: list[int] = []
+
+    def one_run() -> weakref.ref:
+        with Runtime(mode="controlled", checks=()) as rt:
+            rt.spawn(lambda: where.append(threading.get_ident()), name="vcpu-0").join()
+        return weakref.ref(rt)
+
+    ref = one_run()
+    _wait_until(lambda: where[0] in _idle_idents(), "the run's carrier is idle")
+    gc.collect()
+    assert ref() is None, [type(r).__name__ for r in gc.get_referrers(ref())]
 
 
 # ---------------------------------------------------------------- handles
