@@ -282,6 +282,23 @@ def _canonical(nodes: list[str]) -> tuple[str, ...]:
     return tuple(nodes[i:] + nodes[:i])
 
 
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def _slot_names(cls: type) -> tuple[str, ...]:
+    """The data slots of ``cls`` and its bases (cached: a run frees hundreds of objects)."""
+    names = _SLOTS.get(cls)
+    if names is None:
+        out = []
+        for c in cls.__mro__:
+            slots = getattr(c, "__slots__", ()) or ()
+            for slot in (slots,) if isinstance(slots, str) else slots:
+                if slot not in ("__dict__", "__weakref__") and slot not in out:
+                    out.append(slot)
+        names = _SLOTS[cls] = tuple(out)
+    return names
+
+
 def _contained(obj: Any, name: str, wanted: set[int]) -> dict[int, str]:
     """id -> path, for the ids in ``wanted`` among ``obj`` and the objects in
     its fields, one level deep (and one level into list/tuple/dict fields):
@@ -295,14 +312,11 @@ def _contained(obj: Any, name: str, wanted: set[int]) -> dict[int, str]:
     d = getattr(obj, "__dict__", None)
     if isinstance(d, dict):
         fields.extend(d.items())
-    for cls in type(obj).__mro__:
-        slots = getattr(cls, "__slots__", ()) or ()
-        for slot in (slots,) if isinstance(slots, str) else slots:
-            if slot not in ("__dict__", "__weakref__"):
-                try:
-                    fields.append((slot, getattr(obj, slot)))
-                except AttributeError:
-                    pass
+    for slot in _slot_names(type(obj)):
+        try:
+            fields.append((slot, getattr(obj, slot)))
+        except AttributeError:
+            pass
     for fname, v in fields:
         i = id(v)
         if i in wanted and i not in out:
