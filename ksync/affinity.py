@@ -12,9 +12,11 @@ restored at exit.  Free mode is never pinned: it wants real parallelism.
 
 Which core: ``Runtime(pin=...)`` — ``None`` (the default) reads the
 environment variable ``KSYNC_PIN``: unset or ``auto`` pins to the core the
-entering thread is on now (the OS has already balanced it there), ``off`` or
-``0``-less ``no`` does not pin, a number pins to that CPU.  ``False`` never
-pins; an ``int`` is a CPU.  A campaign gives each worker process its own CPU.
+entering thread is on now (the OS has already balanced it there), ``off``
+(or ``no``, ``false``, ``none``) does not pin, a number pins to that CPU.
+``True`` is ``auto`` whatever the environment says, ``False`` never pins,
+an ``int`` is a CPU (``0`` is CPU 0, not "off").  A campaign gives each
+worker process a CPU of its own through ``KSYNC_PIN``.
 """
 
 from __future__ import annotations

@@ -86,6 +86,9 @@ class _Carrier:
                 me.name = "ksync-carrier"
                 handle._done.release()
             del fn, handle      # idle, the last job's closure would keep its whole run alive
+            if _PINNABLE:
+                # The job may have changed its own mask; compare the next one with the truth.
+                self.mask = os.sched_getaffinity(0)
             with _lock:
                 if len(_idle) >= MAX_IDLE:
                     return

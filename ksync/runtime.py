@@ -150,6 +150,17 @@ class Runtime(Scheduling):
         self._entered = True
         if self.cpu is not None:
             self._old_mask = affinity.pin_calling_thread(self.cpu)
+        try:
+            self._enter_rest()
+        except BaseException:
+            # __exit__ will not run: give the thread its CPU mask back here.
+            if self._old_mask is not None:
+                affinity.restore(self._old_mask)
+                self._old_mask = None
+            raise
+        return self
+
+    def _enter_rest(self) -> None:
         for name in sorted(self.checks):
             factory = _runtime_registry.get(name)
             if factory is not None:
@@ -171,7 +182,6 @@ class Runtime(Scheduling):
         if self.controlled:
             self._current = main
             self._runnable.append(main)
-        return self
 
     def __exit__(self, etype: Any, exc: BaseException | None, tb: Any) -> bool:
         try:

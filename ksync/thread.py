@@ -93,13 +93,20 @@ def current_thread() -> KThread:
 
 
 def set_current(t: KThread | None) -> None:
+    """Make ``t`` the calling OS thread's managed thread; ``None`` ends it.
+
+    Ending clears every per-thread cache kept on ``thread_locals()`` too (an
+    OS thread carries other managed threads later, see ksync.carriers).
+    """
     if t is None:
-        try:
-            del _tls.t
-        except AttributeError:
-            pass
+        _tls.__dict__.clear()
     else:
         _tls.t = t
+
+
+def thread_locals() -> threading.local:
+    """Per-managed-thread storage, emptied when the managed thread ends."""
+    return _tls
 
 
 def current_runtime() -> Any:

@@ -21,6 +21,7 @@ from types import CodeType
 from typing import Any
 
 import ksync
+from ksync.thread import thread_locals
 
 #: Frames from files under this directory are the machinery, not the caller.
 _KSYNC_DIR = os.path.dirname(os.path.abspath(ksync.__file__)) + os.sep
@@ -43,8 +44,9 @@ class _NotRecorded(tuple):
 NOT_RECORDED: Stack = _NotRecorded()
 _NOT_RECORDED_TEXT = "<stack not recorded (stacks off): replay the schedule to see it>"
 
-#: Per-thread cache of ``capture_cached``.
-_tls = threading.local()
+#: Per-thread cache of ``capture_cached``: the managed thread's locals, emptied
+#: when it ends, so an OS thread reused by a later run keeps no frame of this one.
+_tls = thread_locals()
 
 
 def capture(skip: int = 2, limit: int = 10) -> Stack:

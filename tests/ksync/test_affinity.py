@@ -102,6 +102,21 @@ def test_mask_restored_when_the_body_raises(main_mask):
     assert os.sched_getaffinity(0) == main_mask
 
 
+@two_cpus
+def test_mask_restored_when_entering_fails_after_the_pin(main_mask):
+    class BadListener:
+        def attach(self, rt):
+            raise RuntimeError("listener refuses to attach")
+
+        def on_event(self, *a):
+            pass
+
+    with pytest.raises(RuntimeError, match="refuses to attach"):
+        with Runtime(mode="controlled", checks=(), pin=ALLOWED[-1], listeners=[BadListener()]):
+            pass
+    assert os.sched_getaffinity(0) == main_mask
+
+
 def _self_deadlock(rt: Runtime) -> None:
     lk = SpinLock("kvm->mmu_lock")
 

@@ -143,14 +143,21 @@ def test_a_plain_job_after_a_managed_thread_on_the_same_carrier_is_not_managed(m
     assert isinstance(got[1], NoRuntimeError), got[1]
 
 
-def test_an_idle_carrier_keeps_nothing_of_the_run_it_served_alive():
+@pytest.mark.parametrize("checks", [(), None])
+def test_an_idle_carrier_keeps_nothing_of_the_run_it_served_alive(checks):
     # A campaign leaves up to MAX_IDLE idle carriers: none may pin a finished
-    # Runtime (its threads, trace and reports) in memory.
+    # Runtime (its threads, trace and reports) in memory, nor may a checker's
+    # per-thread cache (the saved-stack tail holds frames of the run).
     where: list[int] = []
 
     def one_run() -> weakref.ref:
-        with Runtime(mode="controlled", checks=()) as rt:
-            rt.spawn(lambda: where.append(threading.get_ident()), name="vcpu-0").join()
+        with Runtime(mode="controlled", checks=checks) as rt:
+            cell = ksync.Shared("cell", 0)
+
+            def vcpu() -> None:
+                where.append(threading.get_ident())
+                cell.write(1)       # the race detector saves this stack on the carrier
+            rt.spawn(vcpu, name="vcpu-0").join()
         return weakref.ref(rt)
 
     ref = one_run()
