@@ -271,7 +271,8 @@ class Runtime(Scheduling):
     def _new_thread(self, fn: Any, args: tuple, name: str, daemon: bool) -> KThread:
         with self.big:
             t = KThread(self, len(self.threads), name, fn, args, daemon)
-            t.rng = random.Random(self.seed * 1_000_003 + t.tid)
+            if self.noise:      # only free-mode noise draws from it
+                t.rng = random.Random(self.seed * 1_000_003 + t.tid)
             t.last_resched = time.monotonic()
             self.threads.append(t)
             self._nlive += 1
