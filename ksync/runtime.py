@@ -377,10 +377,11 @@ class Runtime(Scheduling):
         entry names.  A checker that ignores most events then costs nothing
         on them: the spine carries ~500 events per reference run.
         """
-        wanted = [(c.on_event, getattr(c, "kinds", None)) for c in listeners]
-        self._catchall = tuple(fn for fn, ks in wanted if ks is None)
-        known = {k for _fn, ks in wanted if ks is not None for k in ks}
-        self._dispatch = {kind: tuple(fn for fn, ks in wanted if ks is None or kind in ks)
+        wanted = [(c, getattr(c, "kinds", None)) for c in listeners]
+        self._catchall = tuple(c.on_event for c, ks in wanted if ks is None)
+        known = {k for _c, ks in wanted if ks is not None for k in ks}
+        self._dispatch = {kind: tuple(_handler(c, kind) for c, ks in wanted
+                                      if ks is None or kind in ks)
                           for kind in known}
 
     def report(self, kind: str, title: str, text: str, thread: KThread | None = None,
@@ -409,6 +410,12 @@ class Runtime(Scheduling):
     def schedule(self) -> str:
         """The replay string of this run's decisions (controlled mode)."""
         return encode_schedule(self.decisions)
+
+def _handler(listener: Any, kind: str) -> Callable[..., None]:
+    """The callable for ``kind`` events: a checker's own ``handler(kind)`` if it has one."""
+    h = getattr(listener, "handler", None)
+    return h(kind) if h is not None else listener.on_event
+
 
 def site() -> str:
     """Call site of the public API function that called us (for error messages)."""

@@ -106,30 +106,45 @@ class Lockdep(ev.Checker):
         pass
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
+        self.handler(kind)(t, kind, obj, arg)
+
+    def handler(self, kind: str) -> Any:
         if kind is _ACQUIRE:
-            self._acquire(t, obj, arg)
-        elif kind is _RELEASE:
-            sites = self._sites.get(t.tid)
-            if sites:
-                for i in range(len(sites) - 1, -1, -1):
-                    if sites[i][0] is obj:
-                        del sites[i]
-                        break
-        elif kind is _FREE:
-            self._free(t, obj, arg)
-        elif kind is _ALLOC and isinstance(arg, str):
+            return self._acquire
+        if kind is _RELEASE:
+            return self._release
+        if kind is _FREE:
+            return self._free
+        if kind is _ALLOC:
+            return self._alloc
+        return self._ignore
+
+    def _ignore(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
+        pass
+
+    def _release(self, t: Any, _kind: str, lock: Any, _mode: Any) -> None:
+        sites = self._sites.get(t.tid)
+        if sites:
+            for i in range(len(sites) - 1, -1, -1):
+                if sites[i][0] is lock:
+                    del sites[i]
+                    break
+
+    def _alloc(self, _t: Any, _kind: str, obj: Any, name: Any) -> None:
+        if isinstance(name, str):
             try:
-                self._names[obj] = arg
+                self._names[obj] = name
             except TypeError:
                 pass        # neither hashable nor weakly referable: printed by type
 
     # ------------------------------------------------------------------ acquire
-    def _acquire(self, t: Any, lock: Any, mode: str) -> None:
+    def _acquire(self, t: Any, _kind: str, lock: Any, mode: str) -> None:
         held = t.held
         n = len(held)
         if lock is RCU_LOCK_MAP and n and held[n - 1][0] is lock:
             n -= 1      # rcu_read_lock() notes itself held before the event
-        site = _stacks.capture_site(3) if self._save_stacks else _stacks.NOT_RECORDED
+        # Skip as few frames as any dispatch path has (the walk passes ksync's).
+        site = _stacks.capture_site(2) if self._save_stacks else _stacks.NOT_RECORDED
         sites = self._sites.get(t.tid)
         if sites is None:
             sites = self._sites[t.tid] = []
@@ -221,7 +236,7 @@ class Lockdep(ev.Checker):
         return None
 
     # ------------------------------------------------------------------ free
-    def _free(self, t: Any, obj: Any, given: Any = None) -> None:
+    def _free(self, t: Any, _kind: str, obj: Any, given: Any = None) -> None:
         """Kernel: debug_check_no_locks_freed() — here for every thread's held locks."""
         holders = []
         for th in list(self.rt.threads):

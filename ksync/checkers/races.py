@@ -71,6 +71,9 @@ from .races_state import join as _join
 
 _WRITE = ev.EXCLUSIVE
 _STACK_DEPTH = 8
+#: ACCESS event op -> (op, atomic); an unknown op counts as a plain read.
+_ACCESS_OPS = {"read": ("read", False), "write": ("write", False),
+               "atomic-read": ("read", True), "atomic-write": ("write", True)}
 
 
 class RaceDetector(ev.Checker):
@@ -117,13 +120,18 @@ class RaceDetector(ev.Checker):
         Suppressions match frames, so while there are any stacks are saved anyway.
         """
         if self._save_stacks or self.suppressions:
-            return _stacks.capture_cached(6, _STACK_DEPTH)
+            # Skip as few frames as any dispatch path has: the walk passes
+            # ksync frames by itself, but must never jump past the caller.
+            return _stacks.capture_cached(5, _STACK_DEPTH)
         return _stacks.NOT_RECORDED
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
         h = self._handlers.get(kind)
         if h is not None:
-            h(t, obj, arg)
+            h(t, kind, obj, arg)
+
+    def handler(self, kind: str) -> Any:
+        return self._handlers.get(kind, self.on_event)
 
     # ------------------------------------------------------------------ state
     def _vc(self, tid: int) -> list[int]:
@@ -166,48 +174,44 @@ class RaceDetector(ev.Checker):
         return c
 
     # ------------------------------------------------------------------ accesses
-    def _on_read(self, t: Any, cell: Any, _arg: Any) -> None:
+    def _on_read(self, t: Any, _kind: str, cell: Any, _arg: Any) -> None:
         self._access(t, cell, None, "read", False)
 
-    def _on_write(self, t: Any, cell: Any, _arg: Any) -> None:
+    def _on_write(self, t: Any, _kind: str, cell: Any, _arg: Any) -> None:
         self._access(t, cell, None, "write", False)
 
-    def _on_access(self, t: Any, obj: Any, arg: Any) -> None:
+    def _on_access(self, t: Any, _kind: str, obj: Any, arg: Any) -> None:
         op, field = arg if isinstance(arg, tuple) else ("read", arg)
-        atomic = op.startswith("atomic")
-        if atomic:
-            op = "read" if op == "atomic-read" else "write"
+        op, atomic = _ACCESS_OPS.get(op, (op, False))
         self._access(t, obj, field, op, atomic)
 
-    def _same_epoch(self, tid: int, obj: Any, field: Any, write: bool) -> bool:
-        """FastTrack's same-epoch rules: this thread already made this access
-        to this location since its last release, so nothing can change.
-
-        Runs without ``self._lk`` (every value read is replaced whole, never
-        mutated, and ``v[tid]`` changes only on this thread's own events), so
-        a repeated access costs a few dict probes instead of a saved stack.
-        """
-        o = self._objs.get(id(obj))
-        if o is None or not (o.strong is obj or (o.strong is None and o.ref() is obj)):
-            return False
-        c = o.cells.get(field)
-        v = self._vcs.get(tid)
-        if c is None or v is None:
-            return False
-        if write:
-            return c.w_ep == (tid, v[tid])
-        r = c.reads.get(tid)
-        return r is not None and r[0] == v[tid] and not r[3]
-
     def _access(self, t: Any, obj: Any, field: Any, op: str, atomic: bool) -> None:
-        if not atomic and self._same_epoch(t.tid, obj, field, op == "write"):
-            return
+        tid = t.tid
+        # FastTrack's same-epoch rules first, without self._lk: if this thread
+        # already made this access here since its last release, nothing can
+        # change.  Safe unlocked: every value read is replaced whole, never
+        # mutated, and v[tid] changes only on this thread's own events.
+        o = self._objs.get(id(obj))
+        if o is not None and not (o.strong is obj or (o.strong is None and o.ref() is obj)):
+            o = None
+        v = self._vcs.get(tid)
+        if not atomic and o is not None and v is not None:
+            c = o.cells.get(field)
+            if c is not None:
+                if op == "write":
+                    if c.w_ep == (tid, v[tid]):
+                        return
+                else:
+                    r = c.reads.get(tid)
+                    if r is not None and r[0] == v[tid] and not r[3]:
+                        return
         stack = self._stack()
         held = tuple(t.held)
-        tid = t.tid
         with self._lk:
-            v = self._vc(tid)
-            c = self._cell(self._obj(obj), field)
+            if v is None:
+                v = self._vc(tid)
+            # The shadow found above stays obj's while obj lives (we hold it).
+            c = self._cell(o if o is not None else self._obj(obj), field)
             if atomic:
                 if c.sync is None:
                     c.sync = []
@@ -255,7 +259,7 @@ class RaceDetector(ev.Checker):
         return race
 
     # ------------------------------------------------------------------ locks
-    def _on_acquired(self, t: Any, lock: Any, mode: str) -> None:
+    def _on_acquired(self, t: Any, _kind: str, lock: Any, mode: str) -> None:
         tid = t.tid
         with self._lk:
             o = self._obj(lock)
@@ -283,7 +287,7 @@ class RaceDetector(ev.Checker):
             else:
                 o.readers[tid] = o.readers.get(tid, 0) + 1
 
-    def _on_release(self, t: Any, lock: Any, mode: str) -> None:
+    def _on_release(self, t: Any, _kind: str, lock: Any, mode: str) -> None:
         tid = t.tid
         with self._lk:
             o = self._obj(lock)
@@ -313,7 +317,7 @@ class RaceDetector(ev.Checker):
             v[tid] += 1
 
     # ------------------------------------------------------------------ other sync
-    def _on_rmw(self, t: Any, obj: Any, _arg: Any) -> None:
+    def _on_rmw(self, t: Any, _kind: str, obj: Any, _arg: Any) -> None:
         # Atomic and refcount ops are emitted under rt.big, in their real
         # order: each acquires what the previous ones released, then releases.
         tid = t.tid
@@ -324,18 +328,18 @@ class RaceDetector(ev.Checker):
             o.vc = v[:]
             v[tid] += 1
 
-    def _on_release_obj(self, t: Any, obj: Any, _arg: Any) -> None:
+    def _on_release_obj(self, t: Any, _kind: str, obj: Any, _arg: Any) -> None:
         with self._lk:
             o = self._obj(obj)
             v = self._vc(t.tid)
             _join(o.vc, v)
             v[t.tid] += 1
 
-    def _on_acquire_obj(self, t: Any, obj: Any, _arg: Any) -> None:
+    def _on_acquire_obj(self, t: Any, _kind: str, obj: Any, _arg: Any) -> None:
         with self._lk:
             _join(self._vc(t.tid), self._obj(obj).vc)
 
-    def _on_spawn(self, parent: Any, child: Any, _arg: Any) -> None:
+    def _on_spawn(self, parent: Any, _kind: str, child: Any, _arg: Any) -> None:
         stack = self._stack()
         with self._lk:
             v = self._vc(parent.tid)
@@ -347,11 +351,11 @@ class RaceDetector(ev.Checker):
             v[parent.tid] += 1
             self._created[child.tid] = (parent.tid, stack)
 
-    def _on_join(self, t: Any, joined: Any, _arg: Any) -> None:
+    def _on_join(self, t: Any, _kind: str, joined: Any, _arg: Any) -> None:
         with self._lk:
             _join(self._vc(t.tid), self._vc(joined.tid))
 
-    def _on_free(self, _t: Any, obj: Any, _arg: Any) -> None:
+    def _on_free(self, _t: Any, _kind: str, obj: Any, _arg: Any) -> None:
         # Freed memory starts a new life (TSan resets shadow on free);
         # the use-after-free checker watches what happens to it now.
         with self._lk:
@@ -359,7 +363,7 @@ class RaceDetector(ev.Checker):
             if o is not None and (o.strong is obj or (o.strong is None and o.ref() is obj)):
                 o.cells.clear()
 
-    def _on_rcu_gp(self, t: Any, _obj: Any, _arg: Any) -> None:
+    def _on_rcu_gp(self, t: Any, _kind: str, _obj: Any, _arg: Any) -> None:
         threads = self.rt.threads
         with self._lk:
             v = self._vc(t.tid)
@@ -370,7 +374,7 @@ class RaceDetector(ev.Checker):
                 if depth > 0 and tid != t.tid and threads[tid].rcu_depth == 0:
                     _join(v, self._vc(tid))
 
-    def _on_rcu_callback(self, t: Any, _obj: Any, _arg: Any) -> None:
+    def _on_rcu_callback(self, t: Any, _kind: str, _obj: Any, _arg: Any) -> None:
         with self._lk:
             v = self._vc(t.tid)
             for other in list(self._vcs.values()):

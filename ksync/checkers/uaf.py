@@ -72,22 +72,33 @@ class UseAfterFree(ev.Checker):
         return len(self._freed)
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
+        self.handler(kind)(t, kind, obj, arg)
+
+    def handler(self, kind: str) -> Any:
         if kind in _WATCH:
-            if self._freed:
-                e = self._freed.get(id(obj))
-                if e is not None and e.obj is obj:
-                    self._use(t, kind, arg, e)
-        elif kind is _ALLOC:
-            self._alloc(t, obj, arg)
-        elif kind is _FREE:
-            self._free(t, obj, arg)
+            return self._watched
+        if kind is _ALLOC:
+            return self._alloc
+        if kind is _FREE:
+            return self._free
+        return self._ignore
+
+    def _ignore(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
+        pass
+
+    def _watched(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
+        if self._freed:
+            e = self._freed.get(id(obj))
+            if e is not None and e.obj is obj:
+                self._use(t, kind, arg, e)
 
     def attach(self, rt: Any) -> None:
         self.rt = rt
         self._save_stacks = rt.stacks
 
-    def _alloc(self, t: Any, obj: Any, name: Any) -> None:
-        stack = _stacks.capture(4) if self._save_stacks else _stacks.NOT_RECORDED
+    def _alloc(self, t: Any, _kind: str, obj: Any, name: Any) -> None:
+        # Skip as few frames as any dispatch path has (the walk passes ksync's).
+        stack = _stacks.capture(3) if self._save_stacks else _stacks.NOT_RECORDED
         e = _Obj(obj, name or ev.obj_name(obj), t, stack)
         with self._lk:
             old = self._freed.get(id(obj))
@@ -95,8 +106,8 @@ class UseAfterFree(ev.Checker):
                 del self._freed[id(obj)]       # the same object, allocated again
             self._live[id(obj)] = e
 
-    def _free(self, t: Any, obj: Any, name: Any) -> None:
-        stack = _stacks.capture(4) if self._save_stacks else _stacks.NOT_RECORDED
+    def _free(self, t: Any, _kind: str, obj: Any, name: Any) -> None:
+        stack = _stacks.capture(3) if self._save_stacks else _stacks.NOT_RECORDED
         i = id(obj)
         with self._lk:
             old = self._freed.get(i)
