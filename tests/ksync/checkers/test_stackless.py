@@ -12,21 +12,8 @@ import pytest
 import ksync
 from ksync.checkers import _stacks
 
+from .test_lockdep import _abba_sequential as _abba
 from .util import get_checker, kinds, of_kind, run, spawn_all
-
-
-def _abba(rt: ksync.Runtime) -> None:
-    a, b = ksync.SpinLock("A"), ksync.SpinLock("B")
-
-    def ab():
-        with a, b:
-            pass
-
-    def ba():
-        with b, a:
-            pass
-    ab()
-    ba()
 
 
 def _racy(rt: ksync.Runtime) -> None:
