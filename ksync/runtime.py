@@ -380,9 +380,12 @@ class Runtime(Scheduling):
         wanted = [(c, getattr(c, "kinds", None)) for c in listeners]
         self._catchall = tuple(c.on_event for c, ks in wanted if ks is None)
         known = {k for _c, ks in wanted if ks is not None for k in ks}
-        self._dispatch = {kind: tuple(_handler(c, kind) for c, ks in wanted
-                                      if ks is None or kind in ks)
-                          for kind in known}
+        # One pass per listener, appending in attach order (built every run).
+        table: dict[str, list[Callable[..., None]]] = {k: [] for k in known}
+        for c, ks in wanted:
+            for k in (known if ks is None else ks):
+                table[k].append(_handler(c, k))
+        self._dispatch = {k: tuple(fns) for k, fns in table.items()}
 
     def report(self, kind: str, title: str, text: str, thread: KThread | None = None,
                **data: Any) -> Report:
