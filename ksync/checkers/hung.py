@@ -47,6 +47,8 @@ from . import _stacks
 DEFAULT_TIMEOUT_S = 5.0
 #: Seconds between two looks (kernel: the timeout itself; finer is cheap here).
 POLL_S = 0.05
+#: Seconds with no runtime to watch before khungtaskd stops polling.
+PARK_AFTER_S = 2.0
 
 
 def _timeout_from_env() -> float:
@@ -192,6 +194,7 @@ class _Khungtaskd:
         self._cond = threading.Condition(self._lock)
         self._watched: list[HungTask] = []
         self._thread: threading.Thread | None = None
+        self._parked = False        # waiting with no timeout: only watch() wakes it
 
     def watch(self, c: HungTask) -> None:
         with self._lock:
@@ -199,7 +202,10 @@ class _Khungtaskd:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="khungtaskd", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._parked:
+                # A polling thread will see the newcomer at its next look; a
+                # wake-up per runtime would cost a context switch per run.
+                self._cond.notify()
 
     def unwatch(self, c: HungTask) -> None:
         with self._lock:
@@ -207,11 +213,22 @@ class _Khungtaskd:
                 self._watched.remove(c)
 
     def _run(self) -> None:
+        idle_since = None
         with self._lock:
             while True:
                 if not self._watched:
+                    # Runs come back to back in a campaign: keep polling a while
+                    # before parking, so that the next watch() need not wake us.
+                    now = time.monotonic()
+                    idle_since = idle_since or now
+                    if now - idle_since < PARK_AFTER_S:
+                        self._cond.wait(POLL_S)
+                        continue
+                    self._parked = True
                     self._cond.wait()
+                    self._parked = False
                     continue
+                idle_since = None
                 self._cond.wait(min(c.poll_s for c in self._watched))
                 now = time.monotonic()
                 for c in list(self._watched):

@@ -156,3 +156,33 @@ def test_the_threshold_comes_from_the_environment(monkeypatch):
     with ksync.Runtime(mode="free", checks=HUNG) as rt:
         hung = get_checker(rt, "hung")
         assert hung.timeout_s == 0 and not hung.watched
+
+
+@pytest.mark.timeout(60)
+def test_a_parked_khungtaskd_wakes_for_the_next_runtime(monkeypatch):
+    from ksync.checkers import hung as hung_mod
+    monkeypatch.setattr(hung_mod, "PARK_AFTER_S", 0.0)
+    with ksync.Runtime(mode="free", checks=HUNG):
+        pass
+    deadline = time.monotonic() + _BOUND_S
+    while not hung_mod._KHUNGTASKD._parked:      # nothing to watch: it parks
+        assert time.monotonic() < deadline, "khungtaskd never parked"
+        time.sleep(0.01)
+    with ksync.Runtime(mode="free", checks=HUNG) as rt:
+        get_checker(rt, "hung").timeout_s = 0.2
+        lock = ksync.Mutex("kvm->slots_lock")
+        taken = ksync.Completion("taken")
+
+        def holder():
+            with lock:
+                taken.complete()
+                _await_report(rt)
+
+        def waiter():
+            taken.wait()
+            with lock:
+                pass
+        h, w = rt.spawn(holder, name="holder"), rt.spawn(waiter, name="waiter")
+        h.join()
+        w.join()
+    assert any(r.thread == "waiter" for r in of_kind(rt, "hung-task"))
