@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ksync import KsyncError, affinity
+
 from .common import EXIT_CLEAN, EXIT_USAGE, UsageError
 
 #: Subcommand modules, in the order ``--help`` lists them.
@@ -41,6 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        # A bad KSYNC_PIN is bad usage: said once here, not as a traceback per run.
+        affinity.choose_cpu(None)
+    except KsyncError as e:
+        print(f"tdpmmu {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
         return int(args.func(args))

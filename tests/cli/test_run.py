@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -147,3 +148,17 @@ def test_explore_finds_the_lost_update_and_its_schedule_replays(script, capsys):
 def test_explore_refuses_free_mode(script, capsys):
     assert main(["run", "--mode", "free", "--strategy", "explore", script(CLEAN)]) == 2
     assert "explore needs --mode controlled" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, needle", [("garbage", "expected a CPU number"),
+                                           ("4096", "not one this process may use")])
+@pytest.mark.parametrize("command", [["run", "{script}"], ["fuzz", "--scenario", "teardown",
+                                                          "--runs", "1"]])
+def test_a_bad_ksync_pin_is_one_line_and_exit_two(script, capsys, monkeypatch, value, needle,
+                                                  command):
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity here")
+    monkeypatch.setenv("KSYNC_PIN", value)
+    assert exit_code([a.format(script=script(CLEAN)) for a in command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "KSYNC_PIN" in err and needle in err and len(err.splitlines()) == 1
