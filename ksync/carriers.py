@@ -7,8 +7,9 @@ starts seven of them, and a campaign makes hundreds of runs per second.  So
 an OS thread whose managed thread ended goes back to an idle list and the
 next ``spawn`` reuses it.  A carrier holds nothing of the run it served:
 ``ksync.thread``'s thread-local is cleared by the bootstrap, its name is set
-per job, and its CPU mask is set to the spawner's (what a new thread would
-inherit).
+per job, its CPU mask is set to the spawner's (what a new thread would
+inherit), and each job runs in a fresh ``contextvars`` context (a new
+thread's is empty).  A user's own ``threading.local`` does outlive a job.
 
 Idle carriers exit after ``IDLE_S`` seconds unused; at most ``MAX_IDLE`` are
 kept.  After ``fork()`` the child starts with an empty list (its parent's
@@ -17,6 +18,7 @@ carriers do not exist there).
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable
@@ -81,7 +83,8 @@ class _Carrier:
             me.name = name
             handle.ident = me.ident
             try:
-                fn()
+                # Context variables (the decimal context among them) start empty, as on a new thread.
+                contextvars.Context().run(fn)
             finally:
                 me.name = "ksync-carrier"
                 handle._done.release()
