@@ -114,15 +114,18 @@ class RaceDetector(ev.Checker):
         self.suppressions = rr.initial_suppressions()
         self._save_stacks = rt.stacks
 
-    def _stack(self) -> _stacks.Stack:
+    def _stack(self, skip: int = 5) -> _stacks.Stack:
         """The stack of the event being handled, or NOT_RECORDED when stacks are off.
 
-        Suppressions match frames, so while there are any stacks are saved anyway.
+        ``skip`` counts the frames from ``_stack`` (1) to the code that
+        emitted the event: 5 for an access (_stack, _access, _on_*, emit or
+        on_event, the emitter), 4 for a spawn.  Suppressions match frames,
+        so while there are any stacks are saved anyway.
         """
         if self._save_stacks or self.suppressions:
             # Skip as few frames as any dispatch path has: the walk passes
             # ksync frames by itself, but must never jump past the caller.
-            return _stacks.capture_cached(5, _STACK_DEPTH)
+            return _stacks.capture_cached(skip, _STACK_DEPTH)
         return _stacks.NOT_RECORDED
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
@@ -340,7 +343,7 @@ class RaceDetector(ev.Checker):
             _join(self._vc(t.tid), self._obj(obj).vc)
 
     def _on_spawn(self, parent: Any, _kind: str, child: Any, _arg: Any) -> None:
-        stack = self._stack()
+        stack = self._stack(4)      # one frame fewer than an access: no _access
         with self._lk:
             v = self._vc(parent.tid)
             cv = v[:]

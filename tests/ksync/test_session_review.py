@@ -10,7 +10,10 @@ import decimal
 
 import pytest
 
+import ksync
 from ksync import Runtime
+from ksync import events as ev
+from ksync.checkers import _stacks, get_checker
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,3 +39,60 @@ def test_a_managed_thread_starts_with_fresh_context_variables_on_a_reused_carrie
             rt.spawn(body).join()
     default_prec = decimal.Context().prec
     assert seen == [("fresh", default_prec)] * 3
+
+
+# ---------------------------------------------------------------- stack skip depths
+class _Obj:
+    pass
+
+
+class _Child:
+    """What SPAWN names: a thread the checker has not seen."""
+
+    tid = 97
+
+
+def _saved(rt: Runtime, kind: str, obj: object) -> tuple:
+    """The stack the checkers saved for the ``kind`` event on ``obj``."""
+    races, uaf = get_checker(rt, "races"), get_checker(rt, "uaf")
+    if kind == ev.ACCESS:
+        return races._objs[id(obj)].cells["f"].w_stack
+    if kind == ev.WRITE:
+        return races._objs[id(obj)].cells[None].w_stack
+    if kind == ev.SPAWN:
+        return races._created[obj.tid][1]
+    if kind == ev.ALLOC:
+        return uaf._live[id(obj)].stack
+    if kind == ev.FREE:
+        return uaf._freed[id(obj)].fstack
+    assert kind == ev.ACQUIRE
+    return get_checker(rt, "lockdep").held_sites(ksync.current_thread())[-1][1]
+
+
+_EVENTS = {
+    ev.ACCESS: (_Obj, ("write", "f")), ev.WRITE: (lambda: ksync.Shared("cell", 0), None),
+    ev.SPAWN: (_Child, None), ev.ALLOC: (_Obj, "obj"),
+    ev.FREE: (lambda: ksync.track(_Obj(), "obj"), "obj"),
+    ev.ACQUIRE: (lambda: ksync.Mutex("m"), ev.EXCLUSIVE),
+}
+
+
+def _emit_directly(rt: Runtime, kind: str, obj: object, arg: object) -> None:
+    rt.emit(ksync.current_thread(), kind, obj, arg)
+
+
+def _call_on_event(rt: Runtime, kind: str, obj: object, arg: object) -> None:
+    name = {ev.ALLOC: "uaf", ev.FREE: "uaf", ev.ACQUIRE: "lockdep"}.get(kind, "races")
+    get_checker(rt, name).on_event(ksync.current_thread(), kind, obj, arg)
+
+
+@pytest.mark.parametrize("kind", sorted(_EVENTS))
+@pytest.mark.parametrize("via", [_emit_directly, _call_on_event])
+@pytest.mark.parametrize("mode", ["free", "controlled"])
+def test_a_saved_stack_starts_at_the_code_that_emitted_the_event_directly(kind, via, mode):
+    make, arg = _EVENTS[kind]
+    with Runtime(mode=mode) as rt:
+        obj = make()
+        via(rt, kind, obj, arg)
+        stack = _saved(rt, kind, obj)
+    assert _stacks.frames(stack)[0][2] == via.__name__
