@@ -66,7 +66,8 @@ def with_stacks(rerun: Rerun, stackless: RunResult) -> tuple[RunResult, Verdict]
     file the same kinds of report (their number may differ: without stacks,
     reports are told apart by location only); then ``check_replay`` replays
     it once more.  If the first replay fails, the stackless run is returned
-    with the verdict that says why.
+    with the verdict that says why (the replay may even be clean: a finding
+    keeps the reports it was found with).
     """
     try:
         shown = rerun(stackless.schedule, False)
@@ -74,7 +75,7 @@ def with_stacks(rerun: Rerun, stackless: RunResult) -> tuple[RunResult, Verdict]
         return stackless, Verdict(False, f"uncontrolled nondeterminism: {e}", e.step)
     want, got = set(stackless.kinds()), set(shown.kinds())
     if want != got:
-        return shown, Verdict(False, "uncontrolled nondeterminism: the replay with stacks "
+        return stackless, Verdict(False, "uncontrolled nondeterminism: the replay with stacks "
                                      f"filed {sorted(got)} where the run filed {sorted(want)}")
     return shown, check_replay(rerun, shown)
 
