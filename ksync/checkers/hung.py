@@ -38,6 +38,7 @@ import threading
 import time
 from typing import Any
 
+from .. import affinity
 from .. import events as ev
 from ..deadlock import holders_of
 from ..errors import ReportError
@@ -200,7 +201,10 @@ class _Khungtaskd:
         with self._lock:
             self._watched.append(c)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="khungtaskd", daemon=True)
+                # It serves every later runtime too: not the CPU the starting run is pinned to.
+                mask = getattr(c.rt, "_old_mask", None)
+                self._thread = threading.Thread(target=self._run, args=(mask,),
+                                                name="khungtaskd", daemon=True)
                 self._thread.start()
             if self._parked:
                 # A polling thread will see the newcomer at its next look; a
@@ -212,7 +216,9 @@ class _Khungtaskd:
             if c in self._watched:
                 self._watched.remove(c)
 
-    def _run(self) -> None:
+    def _run(self, mask: set[int] | None) -> None:
+        if mask is not None:
+            affinity.restore(mask)
         idle_since = None
         with self._lock:
             while True:

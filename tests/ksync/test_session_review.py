@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import contextvars
 import decimal
+import os
+import time
 
 import pytest
 
 import ksync
-from ksync import Runtime
+from ksync import Runtime, affinity
 from ksync import events as ev
-from ksync.checkers import _stacks, get_checker
+from ksync.checkers import _stacks, get_checker, hung
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -96,3 +98,22 @@ def test_a_saved_stack_starts_at_the_code_that_emitted_the_event_directly(kind, 
         via(rt, kind, obj, arg)
         stack = _saved(rt, kind, obj)
     assert _stacks.frames(stack)[0][2] == via.__name__
+
+
+# ---------------------------------------------------------------- khungtaskd
+@pytest.mark.skipif(not affinity.supported() or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two allowed CPUs")
+def test_khungtaskd_started_by_a_pinned_run_is_not_left_on_that_cpu(monkeypatch):
+    # The watchdog serves every later runtime of the process (free mode
+    # included), so it must not keep the CPU of the run that started it.
+    monkeypatch.setattr(hung, "_KHUNGTASKD", hung._Khungtaskd())
+    monkeypatch.delenv("KSYNC_HUNG_TIMEOUT", raising=False)
+    mask = os.sched_getaffinity(0)
+    with Runtime(mode="controlled", checks=("hung",), pin=min(mask)):
+        thread = hung._KHUNGTASKD._thread
+        assert thread is not None
+    # It sets its own mask as it starts: wait for the first look to be sure.
+    deadline = time.monotonic() + 10
+    while os.sched_getaffinity(thread.native_id) != mask and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert os.sched_getaffinity(thread.native_id) == mask
