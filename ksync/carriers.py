@@ -78,8 +78,11 @@ class _Carrier:
             fn, name, mask, handle = self.job  # type: ignore[misc]
             self.job = None
             if mask is not None and mask != self.mask and _PINNABLE:
-                os.sched_setaffinity(0, mask)
-                self.mask = mask
+                try:
+                    os.sched_setaffinity(0, mask)
+                    self.mask = mask
+                except OSError:
+                    pass    # CPUs gone meanwhile: run on the old mask rather than lose the job
             me.name = name
             handle.ident = me.ident
             try:

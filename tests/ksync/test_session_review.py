@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextvars
 import decimal
 import os
+import threading
 import time
 
 import pytest
 
 import ksync
-from ksync import Runtime, affinity
+from ksync import Runtime, affinity, carriers
 from ksync import events as ev
 from ksync.checkers import _stacks, get_checker, hung
 
@@ -42,6 +43,48 @@ def test_a_managed_thread_starts_with_fresh_context_variables_on_a_reused_carrie
     default_prec = decimal.Context().prec
     assert seen == [("fresh", default_prec)] * 3
 
+
+
+class _NoSetAffinity:
+    """``os`` for ksync.carriers, where changing a thread's CPU mask fails (a
+    cpuset shrunk under the process: EINVAL)."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def sched_setaffinity(pid: int, mask: object) -> None:
+        raise OSError(22, "Invalid argument")
+
+
+def _wait_until(pred, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+@pytest.mark.skipif(not affinity.supported() or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two allowed CPUs")
+def test_a_carrier_that_cannot_take_the_spawner_s_mask_still_runs_its_job(monkeypatch):
+    # Runtime exit keeps a pin it cannot undo (affinity.restore); a carrier
+    # must do likewise, or the job never runs and its run waits forever.
+    cpu = max(os.sched_getaffinity(0))
+    ran: list[int] = []
+
+    def pinned_spawner():
+        os.sched_setaffinity(0, {cpu})
+        carriers.start(lambda: ran.append(threading.get_ident()), "pinned").join(timeout=10)
+
+    th = threading.Thread(target=pinned_spawner)
+    th.start()
+    th.join(timeout=10)
+    _wait_until(lambda: carriers._idle and carriers._idle[-1].thread.ident == ran[0],
+                "the pinned carrier is the next to be reused")
+    monkeypatch.setattr(carriers, "os", _NoSetAffinity())
+    h = carriers.start(lambda: ran.append(threading.get_ident()), "unpinnable")
+    assert h.join(timeout=10), "the job never ran"
+    assert ran[1] == ran[0]
 
 # ---------------------------------------------------------------- stack skip depths
 class _Obj:
