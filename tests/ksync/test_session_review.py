@@ -86,6 +86,68 @@ def test_a_carrier_that_cannot_take_the_spawner_s_mask_still_runs_its_job(monkey
     assert h.join(timeout=10), "the job never ran"
     assert ran[1] == ran[0]
 
+
+# ---------------------------------------------------------------- the baton's eventfds
+def _abba(rt: Runtime) -> None:
+    a, b = ksync.Mutex("a"), ksync.Mutex("b")
+
+    def ab():
+        with a, b:
+            pass
+
+    def ba():
+        with b, a:
+            pass
+    for t in [rt.spawn(ab), rt.spawn(ba)]:
+        t.join()
+
+
+def _self_deadlock(rt: Runtime) -> None:
+    m = ksync.Mutex("m")
+    m.lock()
+    m.lock()
+
+
+def _thread_raises(rt: Runtime) -> None:
+    def boom():
+        raise ValueError("boom")
+    rt.spawn(boom)
+    rt.spawn(lambda: None)
+
+
+def _main_raises(rt: Runtime) -> None:
+    rt.spawn(lambda: None)
+    raise ValueError("main")
+
+
+def _livelock(rt: Runtime) -> None:
+    def spin():
+        while True:
+            ksync.cond_resched()
+    rt.spawn(spin)
+    rt.spawn(spin)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_no_descriptor_outlives_a_run_however_it_ends():
+    # One eventfd per controlled thread: closed by the thread as it ends, and
+    # main's at exit, for clean, deadlocked, failed, livelocked and diverged runs.
+    bodies = [_abba, _self_deadlock, _thread_raises, _main_raises, _livelock]
+    before = len(os.listdir("/proc/self/fd"))
+    for seed in range(6):
+        for body in bodies:
+            for strict in (False, True):
+                try:
+                    with Runtime(mode="controlled", seed=seed, strict=strict,
+                                 max_steps=200, stacks=bool(seed % 2)) as rt:
+                        body(rt)
+                except (ValueError, ksync.ThreadFailed, ksync.ReportError):
+                    pass
+        with pytest.raises(ksync.ReplayDivergence):
+            with Runtime(mode="controlled", schedule=rt.schedule + ".0.1.0") as rt2:
+                _abba(rt2)
+    assert len(os.listdir("/proc/self/fd")) == before
+
 # ---------------------------------------------------------------- stack skip depths
 class _Obj:
     pass
