@@ -153,7 +153,10 @@ class Runtime(Scheduling):
         try:
             self._enter_rest()
         except BaseException:
-            # __exit__ will not run: give the thread its CPU mask back here.
+            # __exit__ will not run: take the checkers off khungtaskd's list
+            # and give the thread its CPU mask back here.
+            for c in self.checkers:
+                c.finish()
             if self._old_mask is not None:
                 affinity.restore(self._old_mask)
                 self._old_mask = None

@@ -222,3 +222,25 @@ def test_khungtaskd_started_by_a_pinned_run_is_not_left_on_that_cpu(monkeypatch)
     while os.sched_getaffinity(thread.native_id) != mask and time.monotonic() < deadline:
         time.sleep(0.01)
     assert os.sched_getaffinity(thread.native_id) == mask
+
+
+class _AttachFails(ksync.Checker):
+    name = "attach-fails"
+
+    def attach(self, rt: Runtime) -> None:
+        raise RuntimeError("attach failed")
+
+    def on_event(self, t, kind, obj, arg) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["free", "controlled"])
+def test_a_runtime_that_fails_to_enter_leaves_no_checker_on_khungtaskd_s_list(mode, monkeypatch):
+    # __exit__ never runs for it, so nothing else would take it off: the
+    # watchdog would keep the dead runtime alive and look at it forever.
+    monkeypatch.setattr(hung, "_KHUNGTASKD", hung._Khungtaskd())
+    monkeypatch.delenv("KSYNC_HUNG_TIMEOUT", raising=False)
+    with pytest.raises(RuntimeError, match="attach failed"):
+        with Runtime(mode=mode, listeners=[_AttachFails()]):
+            pass
+    assert hung._KHUNGTASKD._watched == []
