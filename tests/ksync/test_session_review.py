@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import decimal
 import os
+import signal
 import threading
 import time
 
@@ -244,3 +245,39 @@ def test_a_runtime_that_fails_to_enter_leaves_no_checker_on_khungtaskd_s_list(mo
         with Runtime(mode=mode, listeners=[_AttachFails()]):
             pass
     assert hung._KHUNGTASKD._watched == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_khungtaskd_and_it_reports_a_stall():
+    # Campaign workers fork from a manager whose khungtaskd (and carriers) do
+    # not exist in the child: the child must start its own, not trust the copy.
+    with Runtime(mode="controlled", checks=("hung",)):
+        pass
+    assert hung._KHUNGTASKD._thread is not None
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            signal.alarm(20)        # the child dies rather than hang the test
+            os.environ["KSYNC_HUNG_TIMEOUT"] = "0.05"
+            with Runtime(mode="controlled", checks=("hung",)) as rt:
+                def stall():
+                    end = time.monotonic() + 0.5
+                    while time.monotonic() < end:
+                        pass
+                rt.spawn(stall, name="staller").join()
+            code = 0 if [r.kind for r in rt.reports] == ["hung-task"] else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("forked child hung")
+        time.sleep(0.005)
+    assert os.waitstatus_to_exitcode(status) == 0, (
+        "3: no stall report in the child; negative: killed by a signal (hung)")
