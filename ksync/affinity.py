@@ -59,10 +59,10 @@ def choose_cpu(pin: bool | int | None) -> int | None:
         return None
     source = f"Runtime(pin={pin!r})"
     if pin is None or pin is True:
-        raw = os.environ.get(ENV, "").strip().lower()
-        if raw in _OFF and pin is None:
+        raw = os.environ.get(ENV, "").strip().lower() if pin is None else "auto"
+        if raw in _OFF:
             return None
-        if raw in ("", "auto") or raw in _OFF:
+        if raw in ("", "auto"):
             cpu = current_cpu()
             allowed = os.sched_getaffinity(0)
             return cpu if cpu in allowed else min(allowed)

@@ -22,6 +22,16 @@ from ksync.checkers import _stacks, get_checker, hung
 pytestmark = pytest.mark.timeout(30)
 
 
+
+# ---------------------------------------------------------------- affinity
+@pytest.mark.skipif(not affinity.supported(), reason="no CPU affinity here")
+@pytest.mark.parametrize("raw", ["bogus", "off", "4096"])
+def test_pin_true_is_auto_whatever_ksync_pin_says(raw, monkeypatch):
+    # ksync.affinity: "True is auto whatever the environment says".
+    monkeypatch.setenv("KSYNC_PIN", raw)
+    assert affinity.choose_cpu(True) in os.sched_getaffinity(0)
+    assert Runtime(mode="controlled", pin=True).cpu in os.sched_getaffinity(0)
+
 # ---------------------------------------------------------------- carriers
 _CV = contextvars.ContextVar("review_cv", default="fresh")
 
