@@ -276,7 +276,9 @@ def test_a_forked_child_gets_its_own_khungtaskd_and_it_reports_a_stall():
                     while time.monotonic() < end:
                         pass
                 rt.spawn(stall, name="staller").join()
-            code = 0 if [r.kind for r in rt.reports] == ["hung-task"] else 3
+            # (A loaded machine may add a stall of main's: only the staller's is required.)
+            code = 0 if any(r.kind == "hung-task" and "staller" in r.title
+                            for r in rt.reports) else 3
         finally:
             os._exit(code)
     deadline = time.monotonic() + 30
