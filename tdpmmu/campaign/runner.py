@@ -35,7 +35,7 @@ class CampaignError(Exception):
     """The campaign could not go on (results file unusable, a worker process died)."""
 
 
-def _worker_init(log_path: str | None, started: Any = None) -> None:
+def _worker_init(log_path: str | None, started: Any = None, jobs: int = 0) -> None:
     # Ctrl-C is the manager's to handle: it stops handing out seeds and saves.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_log(log_path)
@@ -43,19 +43,23 @@ def _worker_init(log_path: str | None, started: Any = None) -> None:
         with started.get_lock():
             index = started.value
             started.value += 1
-        pin_worker(index)
+        pin_worker(index, jobs)
 
 
-def pin_worker(index: int) -> None:
-    """Give worker ``index`` a CPU of its own for its controlled runs (``KSYNC_PIN``).
+def pin_worker(index: int, jobs: int) -> None:
+    """Give worker ``index`` of ``jobs`` a CPU of its own for its controlled runs (``KSYNC_PIN``).
 
     Controlled runs pin their threads to one CPU (ksync.affinity); left to
-    choose, two workers may pick the same one.  A ``KSYNC_PIN`` the user set
-    (``off``, or a CPU) is kept.
+    choose, two workers may pick the same one.  With fewer workers than CPUs
+    the choice is left to each run (``auto``: the CPU the OS put it on), so
+    that two small campaigns on one machine do not both land on CPU 0.  A
+    ``KSYNC_PIN`` the user set (``off``, or a CPU) is kept.
     """
     if os.environ.get(affinity.ENV) or not affinity.supported():
         return
     cpus = sorted(os.sched_getaffinity(0))
+    if jobs < len(cpus):
+        return
     os.environ[affinity.ENV] = str(cpus[index % len(cpus)])
 
 
@@ -64,7 +68,7 @@ def process_pool(jobs: int, log_path: str | None) -> Executor:
     each pinned to a CPU of its own."""
     ctx = multiprocessing.get_context()
     return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                               initargs=(log_path, ctx.Value("i", 0)))
+                               initargs=(log_path, ctx.Value("i", 0), jobs))
 
 
 @dataclass

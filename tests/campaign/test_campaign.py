@@ -143,12 +143,17 @@ def test_campaign_killed_midway_loses_no_finished_result_and_resumes(tmp_path):
 def test_each_worker_gets_a_cpu_of_its_own_unless_the_user_chose(monkeypatch):
     from tdpmmu.campaign.runner import pin_worker
     cpus = sorted(os.sched_getaffinity(0))
+    # Record the variable with monkeypatch first, so whatever pin_worker sets is undone.
+    monkeypatch.setenv("KSYNC_PIN", "")
     for index in range(len(cpus) + 1):
         monkeypatch.delenv("KSYNC_PIN", raising=False)
-        pin_worker(index)
+        pin_worker(index, len(cpus))
         assert os.environ["KSYNC_PIN"] == str(cpus[index % len(cpus)])
+    monkeypatch.delenv("KSYNC_PIN", raising=False)
+    pin_worker(0, len(cpus) - 1)       # fewer workers than CPUs: each run picks (auto)
+    assert "KSYNC_PIN" not in os.environ
     monkeypatch.setenv("KSYNC_PIN", "off")
-    pin_worker(0)
+    pin_worker(0, len(cpus))
     assert os.environ["KSYNC_PIN"] == "off"
 
 
