@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 import ksync
 
@@ -35,3 +40,18 @@ class Recorder(ksync.Checker):
 
     def on_event(self, t: Any, kind: str, obj: Any, arg: Any) -> None:
         self.seen.append((t.name, kind, ksync.events.obj_name(obj)))
+
+
+def wait_for_child(pid: int, timeout_s: float) -> int:
+    """The exit code of forked child ``pid``; a child still alive after ``timeout_s``
+    is killed and the test fails (a hang is never waited out)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("forked child hung")
+        time.sleep(0.005)

@@ -24,6 +24,8 @@ import pytest
 import ksync
 from ksync import NoRuntimeError, Runtime, SpinLock, ThreadFailed, affinity, carriers
 
+from .helpers import wait_for_child
+
 CARRIER = "ksync-carrier"
 ALLOWED = sorted(os.sched_getaffinity(0)) if affinity.supported() else []
 two_cpus = pytest.mark.skipif(len(ALLOWED) < 2, reason="needs two allowed CPUs")
@@ -380,17 +382,7 @@ def test_a_forked_child_starts_with_no_idle_carriers_and_can_start_jobs():
                 code = 0 if ok and box == [7] else 4
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 40
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("forked child hung")
-        time.sleep(0.005)
-    assert os.waitstatus_to_exitcode(status) == 0, (
+    assert wait_for_child(pid, 40) == 0, (
         "3: the child inherited idle carriers; 4: a start in the child did not run; "
         "negative: killed by a signal (hung)")
     assert carriers.idle_count() > 0      # the parent's list is untouched

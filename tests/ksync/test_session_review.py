@@ -19,6 +19,8 @@ from ksync import Runtime, affinity, carriers
 from ksync import events as ev
 from ksync.checkers import _stacks, get_checker, hung
 
+from .helpers import wait_for_child
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -281,15 +283,5 @@ def test_a_forked_child_gets_its_own_khungtaskd_and_it_reports_a_stall():
                             for r in rt.reports) else 3
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("forked child hung")
-        time.sleep(0.005)
-    assert os.waitstatus_to_exitcode(status) == 0, (
+    assert wait_for_child(pid, 30) == 0, (
         "3: no stall report in the child; negative: killed by a signal (hung)")

@@ -27,27 +27,32 @@ def _await_report(rt: ksync.Runtime, kind: str = "hung-task") -> None:
         time.sleep(0.01)
 
 
+def _waiter_blocked_until_reported(rt: ksync.Runtime) -> None:
+    """``waiter`` blocks on a mutex ``holder`` keeps until the watchdog (0.2 s) reported."""
+    get_checker(rt, "hung").timeout_s = 0.2
+    lock = ksync.Mutex("kvm->slots_lock")
+    taken = ksync.Completion("taken")
+
+    def holder():
+        with lock:
+            taken.complete()
+            _await_report(rt)          # holds the mutex until the watchdog spoke
+
+    def waiter():
+        taken.wait()
+        with lock:
+            pass
+    h = rt.spawn(holder, name="holder")
+    w = rt.spawn(waiter, name="waiter")
+    h.join()
+    w.join()
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("seed", range(3))
 def test_a_thread_blocked_on_a_lock_past_the_threshold_is_reported_with_every_stack(seed):
     with ksync.Runtime(mode="free", seed=seed, checks=HUNG) as rt:
-        get_checker(rt, "hung").timeout_s = 0.2
-        lock = ksync.Mutex("kvm->slots_lock")
-        taken = ksync.Completion("taken")
-
-        def holder():
-            with lock:
-                taken.complete()
-                _await_report(rt)          # holds the mutex until the watchdog spoke
-
-        def waiter():
-            taken.wait()
-            with lock:
-                pass
-        h = rt.spawn(holder, name="holder")
-        w = rt.spawn(waiter, name="waiter")
-        h.join()
-        w.join()
+        _waiter_blocked_until_reported(rt)
     # Only the waiter is reported (on a loaded machine main's short join of the
     # waiter after the holder let go might be too; that is not what this pins).
     (r,) = [r for r in of_kind(rt, "hung-task") if r.thread == "waiter"]
@@ -169,20 +174,5 @@ def test_a_parked_khungtaskd_wakes_for_the_next_runtime(monkeypatch):
         assert time.monotonic() < deadline, "khungtaskd never parked"
         time.sleep(0.01)
     with ksync.Runtime(mode="free", checks=HUNG) as rt:
-        get_checker(rt, "hung").timeout_s = 0.2
-        lock = ksync.Mutex("kvm->slots_lock")
-        taken = ksync.Completion("taken")
-
-        def holder():
-            with lock:
-                taken.complete()
-                _await_report(rt)
-
-        def waiter():
-            taken.wait()
-            with lock:
-                pass
-        h, w = rt.spawn(holder, name="holder"), rt.spawn(waiter, name="waiter")
-        h.join()
-        w.join()
+        _waiter_blocked_until_reported(rt)
     assert any(r.thread == "waiter" for r in of_kind(rt, "hung-task"))
