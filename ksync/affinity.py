@@ -15,8 +15,8 @@ environment variable ``KSYNC_PIN``: unset or ``auto`` pins to the core the
 entering thread is on now (the OS has already balanced it there), ``off``
 (or ``no``, ``false``, ``none``) does not pin, a number pins to that CPU.
 ``True`` is ``auto`` whatever the environment says, ``False`` never pins,
-an ``int`` is a CPU (``0`` is CPU 0, not "off").  A campaign gives each
-worker process a CPU of its own through ``KSYNC_PIN``.
+an ``int`` is a CPU (``0`` is CPU 0, not "off").  A campaign with a worker
+process per CPU gives each a CPU of its own through ``KSYNC_PIN``.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ import os
 import threading
 from collections.abc import Callable
 
+from . import affinity
+
 #: Seconds an idle carrier waits for a job before its OS thread exits.
 IDLE_S = 30.0
 #: Idle carriers kept at most; more exit when their job ends.
@@ -30,7 +32,7 @@ MAX_IDLE = 64
 
 _lock = threading.Lock()
 _idle: list[_Carrier] = []
-_PINNABLE = hasattr(os, "sched_setaffinity")
+_PINNABLE = affinity.supported()
 
 
 class Carried:

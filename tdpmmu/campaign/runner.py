@@ -65,7 +65,7 @@ def pin_worker(index: int, jobs: int) -> None:
 
 def process_pool(jobs: int, log_path: str | None) -> Executor:
     """The default executor: ``jobs`` worker processes sharing the campaign log,
-    each pinned to a CPU of its own."""
+    each pinned to a CPU of its own when there are as many as CPUs (``pin_worker``)."""
     ctx = multiprocessing.get_context()
     return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                                initargs=(log_path, ctx.Value("i", 0), jobs))
