@@ -26,6 +26,9 @@ def run_one(spec_dict: dict[str, Any], seed: int) -> dict[str, Any]:
     determinism check replays it once more.
     """
     spec = CampaignSpec.from_dict(spec_dict)
+    if spec.script:         # a user's script (tdpmmu run --fuzz): same record, other program
+        from .script import run_script_one
+        return run_script_one(spec, seed)
     t0 = time.perf_counter()
     r = run_scenario(spec.scenario, zap=spec.zap, bugs=spec.bugs, params=spec.params,
                      checks=spec.checks, seed=seed, strategy=spec.strategy_spec(),
@@ -50,6 +53,9 @@ def shrink_one(spec_dict: dict[str, Any], seed: int, schedule: str, kind: str,
                steps: int, time_limit: float = 30.0) -> dict[str, Any]:
     """Shrink the schedule of finding ``seed`` (kept failing with a ``kind`` report)."""
     spec = CampaignSpec.from_dict(spec_dict)
+    if spec.script:
+        from .script import shrink_script_one
+        return shrink_script_one(spec, seed, schedule, kind, steps, time_limit)
     m = shrink(spec, seed, schedule, kind, steps, time_limit=time_limit)
     log.info("seed %d: schedule shrunk from %d to %d decisions, %d to %d preemptions "
              "(%d runs)", seed, m.original_decisions, m.decisions, m.original_preemptions,
