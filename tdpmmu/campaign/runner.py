@@ -108,8 +108,7 @@ def run_campaign(spec: CampaignSpec, out: Path, *, jobs: int = 1, resume: bool =
     try:
         if spec.strategy == "pct" and spec.steps is None and not (
                 resume and store.path.exists()):
-            spec.steps = estimate_steps(spec.scenario, zap=spec.zap, bugs=spec.bugs,
-                                        params=spec.params, checks=spec.checks, seed=spec.seed)
+            spec.steps = _estimate_steps(spec)
         spec = store.open(spec, resume)
     except StoreError as e:
         raise CampaignError(str(e)) from None
@@ -141,6 +140,15 @@ def run_campaign(spec: CampaignSpec, out: Path, *, jobs: int = 1, resume: bool =
     log.info("campaign done: %d runs, %d clean, %d distinct findings, %.1f runs/s",
              outcome.runs, outcome.clean, len(outcome.findings), outcome.executions_per_second)
     return outcome
+
+
+def _estimate_steps(spec: CampaignSpec) -> int:
+    """PCT's k for the campaign's program, measured by one random-walk run."""
+    if spec.script:
+        from .script import estimate_script_steps
+        return estimate_script_steps(spec)
+    return estimate_steps(spec.scenario, zap=spec.zap, bugs=spec.bugs, params=spec.params,
+                          checks=spec.checks, seed=spec.seed)
 
 
 def _run_seeds(ex: Executor, spec: CampaignSpec, todo: list[int], jobs: int,
