@@ -24,17 +24,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 import ksync
 from ksync import Mutex, Refcount, RwLock, SpinLock
+from workqueue import (
+    WQ_CPU_INTENSIVE,
+    WQ_MEM_RECLAIM,
+    WQ_UNBOUND,
+    Work,
+    alloc_workqueue,
+    destroy_workqueue,
+    flush_workqueue,
+    queue_work,
+    system_wq,
+)
 
 from .bugs import check_bug_names
+from .free_sp import still_maps  # below kvm.py and root.py: both free pages
 from .host import HostMemory
 from .memslot import KVM_ADDRESS_SPACE_NUM, Memslots
 from .pagetable import PageAllocator
-from .spte import PRESENT, low_bytes
+from .root import invalidate_all_roots, tdp_mmu_zap_root_work, zap_invalidated_roots
 from .stats import KvmStats
+from .vcpu import Vcpu
 
 ZAP_MODES = ("sync", "async", "preserve")
 #: Where ``async`` queues its zaps: ``kvm`` the VM's own queue, flushed at
@@ -123,10 +134,8 @@ class Kvm:
         # Does teardown flush and destroy zap_wq?  Not system_wq, which is no VM's.
         self.owns_zap_wq = zap == "async" and zap_wq == "kvm"
         if zap_wq == "system":
-            from workqueue import system_wq
             self.zap_wq = system_wq
         elif zap == "async":
-            from workqueue import WQ_CPU_INTENSIVE, WQ_MEM_RECLAIM, WQ_UNBOUND, alloc_workqueue
             self.zap_wq = alloc_workqueue("kvm", WQ_UNBOUND | WQ_MEM_RECLAIM | WQ_CPU_INTENSIVE, 0)
         ksync.track(self, "struct kvm")
 
@@ -183,9 +192,6 @@ class Kvm:
     # ---------------------------------------------------------------- zap queue
     def new_zap_work(self, root: Any) -> Any:
         """Kernel: INIT_WORK(&root->tdp_mmu_async_work, tdp_mmu_zap_root_work)."""
-        from workqueue import Work
-
-        from .root import tdp_mmu_zap_root_work
         kvm = self
 
         def tdp_mmu_zap_root_work_fn(work: Any) -> None:
@@ -197,13 +203,11 @@ class Kvm:
     def queue_zap_work(self, root: Any) -> bool:
         """Kernel: queue_work(kvm->arch.tdp_mmu_zap_wq, &root->tdp_mmu_async_work), or
         schedule_work() under ``zap_wq="system"``."""
-        from workqueue import queue_work
         return queue_work(self.zap_wq, root.work)
 
     def flush_zap_queue(self) -> None:
         """Kernel: flush_workqueue(kvm->arch.tdp_mmu_zap_wq), or of system_wq under
         ``zap_wq="system"`` (the queue the seed's first version put its zaps on)."""
-        from workqueue import flush_workqueue
         flush_workqueue(self.zap_wq)
 
     # ---------------------------------------------------------------- lifetime
@@ -243,7 +247,6 @@ class Kvm:
         if self.owns_zap_wq and self.bug("no-flush-before-free"):
             # The bug: struct kvm goes while a queued zap may still run.
             ksync.kfree(self)
-            from workqueue import destroy_workqueue
             destroy_workqueue(self.zap_wq)
             return
         ksync.kfree(self)
@@ -254,12 +257,10 @@ class Kvm:
         Under ``zap_wq="system"`` there is no queue of the VM's to flush: every
         zap still queued holds a VM reference, so none is left by now.
         """
-        from .root import invalidate_all_roots, zap_invalidated_roots
         if self.zap == "preserve":
             invalidate_all_roots(self)
             zap_invalidated_roots(self)
         if self.owns_zap_wq and not self.bug("no-flush-before-free"):
-            from workqueue import destroy_workqueue, flush_workqueue
             flush_workqueue(self.zap_wq)
             destroy_workqueue(self.zap_wq)
         if not self.owns_zap_wq or not self.bug("no-flush-before-free"):
@@ -272,7 +273,6 @@ class Kvm:
     # ---------------------------------------------------------------- vCPUs
     def create_vcpu(self, vcpu_id: int | None = None, **kw: Any) -> Any:
         """Kernel: kvm_vm_ioctl_create_vcpu()."""
-        from .vcpu import Vcpu
         self.check_alive("create_vcpu")
         v = Vcpu(self, len(self.vcpus) if vcpu_id is None else vcpu_id, **kw)
         self.vcpus.append(v)
@@ -296,12 +296,3 @@ def _free_sp_now(page: Any) -> None:
     if still_maps(page):
         alloc.warn(f"{page!r} freed while it still holds present SPTEs or child tables")
     ksync.kfree(page)
-
-
-def still_maps(page: Any) -> bool:
-    """Does ``page`` hold a present SPTE or a linked child table?"""
-    if np.any(low_bytes(page.spt) & PRESENT):
-        return True
-    children = page.children
-    # list.count runs in C: this check runs on every page freed.
-    return children is not None and children.count(None) != len(children)

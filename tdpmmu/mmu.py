@@ -17,6 +17,7 @@ from ksync import lockdep_assert_held, rcu_read_lock, rcu_read_unlock
 from .memslot import KVM_MEM_LOG_DIRTY_PAGES, Memslot
 from .pagetable import iter_leaf_mappings, split_huge_pages, write_protect_range
 from .root import for_each_root_yield_safe, invalidate_all_roots, zap_invalidated_roots
+from .spte import spte_pfn
 from .vcpu import KVM_REQ_MMU_FREE_OBSOLETE_ROOTS
 from .zapper import IterYield, zap_gfn_range
 
@@ -138,7 +139,6 @@ def _touch_stale_mappings(kvm: Kvm, as_id: int, start: int, end: int) -> None:
         if root.role.as_id != as_id or root.freed:
             continue
         for gfn, _level, spte in iter_leaf_mappings(root.page, start, end):
-            from .spte import spte_pfn
             kvm.host.access(spte_pfn(spte), gfn, write=True)
 
 

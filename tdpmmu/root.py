@@ -36,6 +36,7 @@ import ksync
 from ksync import Refcount, lockdep_assert_held, rcu
 
 from . import zapper
+from .free_sp import still_maps
 
 if TYPE_CHECKING:
     from .kvm import Kvm
@@ -172,7 +173,6 @@ def _free_root(kvm: Kvm, root: Root) -> None:
 
 def _free_root_rcu(kvm: Kvm, root: Root) -> None:
     """Kernel: tdp_mmu_free_sp_rcu_callback() for a root."""
-    from .kvm import still_maps
     if still_maps(root.page):
         kvm.warn(f"{root.name} freed while it still maps memory")
     root.freed = True

@@ -18,6 +18,7 @@ import ksync
 from ksync import rcu_read_lock, rcu_read_unlock
 
 from .pagetable import zap_range, zap_root
+from .zap import _zap_root_pass, _ZapCtx
 
 if TYPE_CHECKING:
     from .kvm import Kvm
@@ -117,7 +118,6 @@ def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool, can_yield: bool = True)
         if kvm.bug("zap-root-in-one-pass"):
             # The bug: top-level entries only, so one step tears down a
             # whole 512G subtree and no yield can come between its 1G parts.
-            from .zap import _zap_root_pass, _ZapCtx
             ctx = _ZapCtx(root.page.alloc, shared, kvm.free_sp)
             _zap_root_pass(root.page, root.page.level, ctx, should_yield)
             res = ctx.result()
