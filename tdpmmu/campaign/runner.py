@@ -29,6 +29,11 @@ from .store import ResultStore, StoreError
 from .worker import run_one, shrink_one
 
 ExecutorFactory = Callable[[int, str | None], Executor]
+#: Runs a campaign's seeds somewhere other than the executor (a Dask cluster,
+#: ``cluster.py``): ``dispatch(spec, todo, store, progress, t0, time_limit)``
+#: appends each record to ``store`` and returns the runs it finished.
+SeedDispatch = Callable[[CampaignSpec, list[int], ResultStore, Progress | None, float,
+                         float | None], int]
 
 
 class CampaignError(Exception):
@@ -99,8 +104,13 @@ class CampaignOutcome:
 def run_campaign(spec: CampaignSpec, out: Path, *, jobs: int = 1, resume: bool = False,
                  time_limit: float | None = None, minimise: bool = True,
                  progress: Progress | None = None,
-                 executor_factory: ExecutorFactory = process_pool) -> CampaignOutcome:
-    """Run (or continue) the campaign; results go to ``out/results.jsonl`` as they arrive."""
+                 executor_factory: ExecutorFactory = process_pool,
+                 dispatch: SeedDispatch | None = None) -> CampaignOutcome:
+    """Run (or continue) the campaign; results go to ``out/results.jsonl`` as they arrive.
+
+    With ``dispatch`` the runs go there instead of to the executor, which then
+    only shrinks the findings (on this machine, as without it).
+    """
     log = logging.getLogger(LOGGER)
     out = Path(out)
     log_path = str(out / "campaign.log")
@@ -124,7 +134,10 @@ def run_campaign(spec: CampaignSpec, out: Path, *, jobs: int = 1, resume: bool =
     session = 0
     try:
         with executor_factory(jobs, log_path) as ex:
-            session = _run_seeds(ex, spec, todo, jobs, store, progress, t0, time_limit)
+            if dispatch is None:
+                session = _run_seeds(ex, spec, todo, jobs, store, progress, t0, time_limit)
+            else:
+                session = dispatch(spec, todo, store, progress, t0, time_limit)
             elapsed = time.monotonic() - t0
             if minimise:
                 left = None if time_limit is None else max(2.0, time_limit - elapsed)
@@ -200,11 +213,16 @@ def _record(fut: Future, seed: int) -> dict[str, Any]:
     except BrokenProcessPool:
         raise
     except Exception as e:  # noqa: BLE001 - the harness itself failed on this seed
-        text = f"{type(e).__name__}: {e}"
-        return {"type": "run", "seed": seed, "clean": False, "steps": 0, "decisions": 0,
-                "schedule": "", "reports": [{"kind": "error", "title": text, "text": text}],
-                "reproducible": False, "divergence": "the run did not complete",
-                "divergence_step": None}
+        return error_record(seed, e)
+
+
+def error_record(seed: int, e: BaseException) -> dict[str, Any]:
+    """The record of a seed whose run raised ``e`` (the harness failed, not the model)."""
+    text = f"{type(e).__name__}: {e}"
+    return {"type": "run", "seed": seed, "clean": False, "steps": 0, "decisions": 0,
+            "schedule": "", "reports": [{"kind": "error", "title": text, "text": text}],
+            "reproducible": False, "divergence": "the run did not complete",
+            "divergence_step": None}
 
 
 def _shrink_findings(ex: Executor, spec: CampaignSpec, store: ResultStore,
