@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import bisect
 import sys
+import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import events as ev
 from .deadlock import describe_deadlock
 from .errors import DeadlockUnwind, KsyncError, ReplayDivergence, RunAborted
 from .report import Report
 from .thread import BLOCKED, DONE, IDLE, RUNNING, SLEEPING, KThread
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
-
 
 #: ``_timer_due`` when no timer is armed.
 NEVER = 1 << 62
@@ -35,9 +32,38 @@ NEVER = 1 << 62
 class Scheduling:
     """Mixin of ``Runtime``: scheduling points, parking and waking, aborting a run.
 
-    Uses the Runtime's fields (``big``, ``controlled``, ``strategy``,
-    ``_runnable``, ``_timers``, ``_count``, ``threads``, ``aborting``, ...).
+    The fields it uses are declared below and set by ``Runtime.__init__``;
+    declaring them here (annotations only, no values) keeps this file free
+    of any import of ``runtime.py``, which sits above it.
     """
+
+    big: threading.Lock                 # the runtime-wide lock (see runtime.py)
+    controlled: bool
+    noise: float
+    strategy: Any                       # a ksync.strategy.Strategy in controlled mode
+    max_steps: int | None
+    tick_ns: int
+    resched_steps: int
+    step: int
+    clock_ns: int
+    decisions: list[int]
+    threads: list[KThread]
+    reports: list[Report]
+    listeners: tuple[Callable[..., None], ...]
+    aborting: str | None
+    abort_report: Report | None
+    stopping: bool
+    divergence: ReplayDivergence | None
+    _runnable: list[KThread]
+    _current: KThread | None
+    _timers: Any                        # SortedList of (deadline_ns, seq, KThread)
+    _timer_due: int
+    _timer_seq: int
+    _count: dict[str, int]
+    _nlive: int
+    _kill_points: bool
+    _sleepq: _SleepQueue
+    emit: Callable[[KThread, str, Any, Any], None]
 
     # ------------------------------------------------------------------ scheduling
     def point(self, t: KThread) -> None:
@@ -221,7 +247,8 @@ class Scheduling:
         t.last_resched = time.monotonic()
 
     # ------------------------------------------------------------------ aborts
-    def _abort_run(self, why: str, describe: Callable[[Runtime], tuple[str, str]] | None) -> None:
+    def _abort_run(self, why: str,
+                   describe: Callable[[Scheduling], tuple[str, str]] | None) -> None:
         """Unwind every parked thread (``big`` held): a run never hangs."""
         if self.aborting:
             return
@@ -236,7 +263,7 @@ class Scheduling:
                 w.timed_out = False
                 self._ready(w)
 
-    def _livelock_report(self, rt: Runtime) -> tuple[str, str]:
+    def _livelock_report(self, rt: Scheduling) -> tuple[str, str]:
         lines = [f"  {t.name} ({t.state})" for t in self.threads if t.state is not DONE]
         return (f"run exceeded max_steps={self.max_steps} scheduling points",
                 "INFO: task(s) made no forward progress within the step budget "
