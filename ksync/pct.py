@@ -31,12 +31,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import KsyncError
-from .strategy import Strategy
+from .strategy_base import Strategy
 
 #: k assumed when nobody measured the program (a few hundred decisions is
 #: typical of the scenarios at their default sizes).
 DEFAULT_STEPS = 500
 DEFAULT_DEPTH = 3
+#: Spec string keys (``pct:d=DEPTH,k=STEPS``) and the keywords they set.
+SPEC_KEYS = {"d": "depth", "k": "steps"}
 
 
 class PCTStrategy(Strategy):

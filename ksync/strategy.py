@@ -1,122 +1,54 @@
-"""Controlled-mode scheduling strategies and the schedule string.
+"""Controlled-mode scheduling strategies by name, and the schedule string.
 
-A strategy is asked, at every scheduling point where more than one managed
-thread could run, which one runs next.  Only those decisions are recorded:
-given the same program they occur in the same order, so the list of chosen
-thread ids replays the run exactly.
+``make_strategy`` turns what ``Runtime(strategy=..., schedule=...)`` was
+given into a strategy: a spec string names one of
 
-The schedule string is that list run-length encoded: thread ids (in spawn
-order, ``0`` is the thread that entered the runtime) separated by dots, with
-``xN`` for N consecutive decisions of the same thread: ``0x12.1.0x3``.
+* ``random``: the seeded uniform random walk (``RandomStrategy``);
+* ``pct[:d=DEPTH,k=STEPS]``: probabilistic concurrency testing (``ksync.pct``);
+* ``pb[:c=PREEMPTIONS,k=STEPS]``: preemption-bounded random sampling
+  (``ksync.preempt``);
+* ``portfolio``: one of the above per seed (``ksync.portfolio``), the
+  default of ``tdpmmu fuzz``;
+
+and a schedule string always means replay (``ReplayStrategy``).  The
+interface, the random walk, replay and the schedule string codec live in
+``ksync.strategy_base`` and are re-exported here; this module imports the
+strategy modules and none of them imports it, so imports run one way.
+
+Kernel counterpart: none (the front end of a controlled scheduler, as the
+``--sch`` option of CHESS or Coyote's ``--strategy``).
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-from typing import Any
+from . import pct, preempt
+from .errors import KsyncError
+from .pct import PCTStrategy
+from .portfolio import PortfolioStrategy
+from .preempt import PreemptionBoundedStrategy
+from .strategy_base import (
+    RandomStrategy,
+    ReplayStrategy,
+    Strategy,
+    decode_schedule,
+    encode_schedule,
+    spec_options,
+)
 
-from .errors import KsyncError, ReplayDivergence
+__all__ = ["STRATEGY_NAMES", "PCTStrategy", "PortfolioStrategy", "PreemptionBoundedStrategy",
+           "RandomStrategy", "ReplayStrategy", "Strategy", "decode_schedule",
+           "encode_schedule", "make_strategy"]
 
-
-class Strategy:
-    """Picks the next thread to run.  Subclass and override ``choose``.
-
-    ``runnable`` is sorted by thread id; ``current`` is the thread at the
-    scheduling point (it may not be runnable any more); ``step`` counts
-    decisions so far.
-    """
-
-    name = "strategy"
-
-    def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
-        raise NotImplementedError
-
-    def finish(self, decisions: int) -> None:
-        """Called when the run ends after ``decisions`` decisions (replay checks its length)."""
-
-
-class RandomStrategy(Strategy):
-    """Seeded random walk: each decision picks uniformly among runnable threads."""
-
-    name = "random"
-
-    def __init__(self, seed: int = 0) -> None:
-        self._rng = random.Random(seed)
-        # What randrange(n) calls for n > 0, without its argument checks: the
-        # same draws, so a seed keeps its schedule.
-        self._below = self._rng._randbelow
-
-    def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
-        return runnable[self._below(len(runnable))]
-
-
-class ReplayStrategy(Strategy):
-    """Follows a recorded schedule string decision by decision."""
-
-    name = "replay"
-
-    def __init__(self, schedule: str) -> None:
-        self.decisions = decode_schedule(schedule)
-
-    def choose(self, runnable: Sequence[Any], current: Any, step: int) -> Any:
-        if step >= len(self.decisions):
-            raise ReplayDivergence(step, f"the schedule has only {len(self.decisions)} "
-                                   "decisions but the program asks for more")
-        want = self.decisions[step]
-        for t in runnable:
-            if t.tid == want:
-                return t
-        names = ", ".join(f"{t.tid}={t.name}" for t in runnable)
-        raise ReplayDivergence(step, f"thread {want} is not runnable here (runnable: {names})")
-
-    def finish(self, decisions: int) -> None:
-        if decisions < len(self.decisions):
-            raise ReplayDivergence(decisions, f"the program ended after {decisions} decisions "
-                                   f"but the schedule has {len(self.decisions)}")
-
-
-def encode_schedule(decisions: Sequence[int]) -> str:
-    """The schedule string of ``decisions`` (run-length encoded; every run makes one)."""
-    if not decisions:
-        return ""
-    out: list[str] = []
-    add = out.append
-    prev, n = decisions[0], 0
-    # One pass with a counter: twice as fast as itertools.groupby here.
-    for tid in decisions:
-        if tid == prev:
-            n += 1
-        else:
-            add(str(prev) if n == 1 else f"{prev}x{n}")
-            prev, n = tid, 1
-    add(str(prev) if n == 1 else f"{prev}x{n}")
-    return ".".join(out)
-
-
-def decode_schedule(text: str) -> list[int]:
-    """Parse a schedule string; a malformed one is a KsyncError naming the token."""
-    text = text.strip()
-    if not text:
-        return []
-    out: list[int] = []
-    for pos, tok in enumerate(text.split(".")):
-        tid, x, count = tok.partition("x")
-        if not tid.isdigit() or (x and not count.isdigit()) or count == "0":
-            raise KsyncError(f"unreadable schedule string: token {pos} {tok!r} "
-                             "is not <thread>[x<count>]")
-        out.extend([int(tid)] * (int(count) if count else 1))
-    return out
-
-
-STRATEGY_NAMES = ("random", "pct")
+#: The names a spec string may start with (``tdpmmu fuzz --strategy`` offers them).
+STRATEGY_NAMES = ("portfolio", "random", "pct", "pb")
 
 
 def make_strategy(strategy: Strategy | str | None, seed: int, schedule: str | None) -> Strategy:
     """Build the strategy ``Runtime(strategy=..., schedule=...)`` asks for.
 
-    Strings: ``random``; ``pct`` or ``pct:d=DEPTH,k=STEPS`` (either key may be
-    left out; see ``ksync.pct``).  A schedule string always means replay.
+    ``None`` is the random walk.  Strings: ``random``; ``pct`` or
+    ``pct:d=DEPTH,k=STEPS``; ``pb`` or ``pb:c=PREEMPTIONS,k=STEPS`` (any key
+    may be left out); ``portfolio``.  A schedule string always means replay.
     """
     if schedule is not None:
         return ReplayStrategy(schedule)
@@ -124,21 +56,14 @@ def make_strategy(strategy: Strategy | str | None, seed: int, schedule: str | No
         return RandomStrategy(seed)
     if isinstance(strategy, Strategy):
         return strategy
-    if isinstance(strategy, str) and strategy.partition(":")[0] == "pct":
-        from .pct import PCTStrategy
-        return PCTStrategy(seed, **_pct_options(strategy))
-    raise KsyncError(f"unknown strategy {strategy!r}: use 'random', 'pct[:d=D,k=K]', "
-                     "a schedule to replay, or a ksync.Strategy instance")
-
-
-def _pct_options(spec: str) -> dict[str, int]:
-    _, _, opts = spec.partition(":")
-    out: dict[str, int] = {}
-    keys = {"d": "depth", "k": "steps"}
-    for item in filter(None, opts.split(",")):
-        key, eq, val = item.partition("=")
-        if not eq or key not in keys or not val.isdigit():
-            raise KsyncError(f"strategy {spec!r}: option {item!r} is not d=<depth> or "
-                             "k=<steps>")
-        out[keys[key]] = int(val)
-    return out
+    if isinstance(strategy, str):
+        kind = strategy.partition(":")[0]
+        if kind == "pct":
+            return PCTStrategy(seed, **spec_options(strategy, pct.SPEC_KEYS))
+        if kind == "pb":
+            return PreemptionBoundedStrategy(seed, **spec_options(strategy, preempt.SPEC_KEYS))
+        if strategy == "portfolio":
+            return PortfolioStrategy(seed)
+    raise KsyncError(f"unknown strategy {strategy!r}: use 'portfolio', 'random', "
+                     "'pct[:d=D,k=K]', 'pb[:c=C,k=K]', a schedule to replay, or a "
+                     "ksync.Strategy instance")
