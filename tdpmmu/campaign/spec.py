@@ -38,7 +38,7 @@ class CampaignSpec:
     zap: str = "async"
     bugs: tuple[str, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
-    strategy: str = "random"
+    strategy: str = "portfolio"
     depth: int = 3
     steps: int | None = None
     seed: int = 0

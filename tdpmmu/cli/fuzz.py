@@ -40,9 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="number of runs (seeds SEED .. SEED+N-1); default 100")
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="S0",
                    help="first seed; default 0")
-    p.add_argument("--strategy", choices=("random", "pct"), default="random",
-                   help="random: uniform random walk; pct: probabilistic concurrency "
-                        "testing (random priorities, DEPTH-1 change points)")
+    p.add_argument("--strategy", choices=("portfolio", "random", "pct", "pb"),
+                   default="portfolio",
+                   help="portfolio (default): seed S runs one of random walk, PCT at depths "
+                        "2-4 and preemption-bounded sampling, by S mod 5 (ksync.portfolio); "
+                        "random: uniform random walk; pct: probabilistic concurrency "
+                        "testing (random priorities, DEPTH-1 change points); pb: at most 2 "
+                        "preemptions at random points")
     p.add_argument("--depth", type=positive_int, default=3, metavar="D",
                    help="PCT bug depth (ordering constraints the bug needs); default 3")
     p.add_argument("--steps", type=positive_int, default=None, metavar="K",

@@ -54,8 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="controlled (one thread at a time, replayable; default) or free "
                         "(real concurrency)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed; default 0")
-    p.add_argument("--strategy", choices=("random", "pct", "explore"), default="random",
-                   help="controlled-mode scheduler: random walk, PCT, or explore (run the "
+    p.add_argument("--strategy", choices=("portfolio", "random", "pct", "pb", "explore"),
+                   default="portfolio",
+                   help="controlled-mode scheduler: portfolio (default; seed S runs one "
+                        "of random walk, PCT and preemption-bounded sampling by S mod 5, "
+                        "and seed 0 is the random walk), random walk, PCT, pb "
+                        "(preemption-bounded sampling), or explore (run the "
                         "script under every schedule with at most --preemptions "
                         "preemptions; for tiny scripts)")
     p.add_argument("--depth", type=positive_int, default=3, help="PCT bug depth; default 3")
