@@ -13,7 +13,8 @@ preemptions is found.  This holds when the program is deterministic given its
 schedule: every thread switch, wait and source of randomness goes through the
 runtime.  The number of schedules grows as roughly ``(n*k)**c`` for ``n``
 threads and ``k`` decisions: meant for programs of a few threads and tens of
-decisions.
+decisions.  For larger programs ``ksync.preempt`` samples the same bounded
+space, one schedule per seed (a member of the default portfolio).
 
 Kernel counterpart: none (a model checker for the model).
 """
