@@ -17,12 +17,16 @@ from .common import (
     UsageError,
     add_scenario_options,
     check_scenario_options,
+    default_out,
     non_negative_int,
     one_line_errors,
     parse_checks,
     positive_int,
+    positive_seconds,
     print_json,
     render_report,
+    summary_line,
+    write_campaign_summary,
 )
 
 
@@ -36,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "its report with a `tdpmmu replay` command. Exit 0 clean, 1 findings, "
                     "2 bad usage.")
     add_scenario_options(p)
-    p.add_argument("--runs", type=non_negative_int, default=100, metavar="N",
+    p.add_argument("--runs", type=positive_int, default=100, metavar="N",
                    help="number of runs (seeds SEED .. SEED+N-1); default 100")
     p.add_argument("--seed", type=non_negative_int, default=0, metavar="S0",
                    help="first seed; default 0")
@@ -53,11 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="PCT's expected decisions per run; default: measured by one run")
     p.add_argument("--jobs", "-j", type=positive_int, default=os.cpu_count() or 1,
                    metavar="J", help="worker processes; default: one per CPU")
-    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--time-limit", type=positive_seconds, default=None, metavar="SECONDS",
                    help="stop handing out runs after this long (the rest can be resumed)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="where results.jsonl, campaign.log and findings/ go; default "
-                        "tdpmmu-fuzz/SCENARIO-STRATEGY-sSEED")
+                   help="where results.jsonl, campaign.log, findings/ and summary.html go; "
+                        "default tdpmmu-fuzz/SCENARIO-ZAP-[bug=..-]STRATEGY-sSEED-HASH, named "
+                        "by every option but --runs (more runs: --resume the same one)")
     p.add_argument("--resume", action="store_true",
                    help="continue the campaign in --out, skipping seeds already done")
     p.add_argument("--no-minimise", dest="minimise", action="store_false",
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                         params=params, strategy=args.strategy, depth=args.depth,
                         steps=args.steps, seed=args.seed, runs=args.runs,
                         checks=parse_checks(args.checks))
-    out = Path(args.out or f"tdpmmu-fuzz/{args.scenario}-{args.strategy}-s{args.seed}")
+    out = Path(args.out) if args.out else default_out(spec)
     progress = Progress(args.runs, enabled=not args.quiet)
     try:
         outcome = run_campaign(spec, out, jobs=args.jobs, resume=args.resume,
@@ -95,10 +100,13 @@ def run(args: argparse.Namespace) -> int:
         findings_dir.mkdir(exist_ok=True)
         (findings_dir / f"{i}.json").write_text(json.dumps(f.saved(outcome.spec), indent=2)
                                                + "\n", encoding="utf-8")
+    summary = write_campaign_summary(outcome.out)
     if args.json:
-        print_json(outcome.to_json())
+        print_json({**outcome.to_json(), "summary": [str(p) for p in summary]})
     else:
         _print_summary(outcome, findings_dir)
+        if summary:
+            print(summary_line(summary))
     return EXIT_FOUND if outcome.findings else EXIT_CLEAN
 
 
