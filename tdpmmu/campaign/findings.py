@@ -45,7 +45,13 @@ class Finding:
         return out
 
     def saved(self, spec: CampaignSpec) -> dict[str, Any]:
-        """What ``tdpmmu replay --finding FILE`` reads back."""
+        """What ``tdpmmu replay --finding FILE`` reads back (a script's: what
+        ``replay_command`` runs, for people and tools)."""
+        if spec.script:
+            return {"script": spec.script, "script_args": list(spec.script_args),
+                    "checks": None if spec.checks is None else list(spec.checks),
+                    "seed": self.seed, "schedule": self.schedule, "kind": self.kind,
+                    "title": self.title, "replay_command": self.replay_command}
         return {"scenario": spec.scenario, "zap": spec.zap, "bugs": list(spec.bugs),
                 "params": spec.params, "checks": None if spec.checks is None
                 else list(spec.checks), "seed": self.seed, "schedule": self.schedule,
@@ -53,6 +59,7 @@ class Finding:
 
 
 def group_findings(spec: CampaignSpec, records: list[dict[str, Any]]) -> list[Finding]:
+    """The distinct findings among ``records``, reproducible ones first, by lowest seed."""
     shrunk = {r["seed"]: r for r in records if r.get("type") == "minimised"}
     groups: dict[tuple[bool, str, str], Finding] = {}
     for r in sorted((r for r in records if r.get("type") == "run" and not r["clean"]),

@@ -60,9 +60,8 @@ class ResultStore:
                              "is named by the options")
         if not resume:
             done = sum(1 for r in records if r.get("type") == "run")
-            more = ("" if stored.runs == spec.runs else
-                    f"; it was started with --runs {stored.runs}, --resume takes it to "
-                    f"{spec.runs}")
+            left = spec.runs - done
+            more = f"; --resume runs the other {left}" if left > 0 else ""
             raise StoreError(f"{self.path.parent} already holds this campaign ({done} runs "
                              f"done{more}); pass --resume to continue it or --out for a new "
                              "directory")

@@ -96,9 +96,14 @@ def _active_times(runs: list[dict[str, Any]]) -> list[float]:
     return out
 
 
-def _rate_buckets(active: list[float], buckets: int = 24) -> list[tuple[float, float]]:
-    """Runs per second in ``buckets`` equal slices of active time (midpoint, rate)."""
-    if len(active) < 2 or active[-1] <= 0:
+def _rate_buckets(active: list[float], most: int = 24) -> list[tuple[float, float]]:
+    """Runs per second in equal slices of active time (midpoint, rate).
+
+    About ten runs a slice on average, at most ``most`` slices: fewer runs
+    per slice and the line is mostly the noise of who finished when.
+    """
+    buckets = min(most, len(active) // 10)
+    if buckets < 1 or active[-1] <= 0:
         return []
     width = active[-1] / buckets
     counts = [0] * buckets
@@ -269,6 +274,8 @@ def render_png(data: SummaryData, path: Path) -> Path:
                      where="post", color="tab:green")
         for by_arrival in (a for _, a, _ in data.first if a):
             disc_ax.axvline(by_arrival, color="tab:gray", alpha=0.4, linestyle=":")
+        disc_ax.set_ylim(0, max(1, len(data.findings)) * 1.1)
+        disc_ax.yaxis.get_major_locator().set_params(integer=True)
     disc_ax.set_title("distinct findings vs schedules run")
     disc_ax.set_xlabel("schedules run (arrival order)")
     for ax in (rate_ax, disc_ax):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_CLEAN = 0
@@ -36,10 +38,55 @@ def non_negative_int(text: str) -> int:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    n = non_negative_int(text)
-    if n == 0:
-        raise argparse.ArgumentTypeError("0 is not allowed here; give a count >= 1")
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 1:
+        why = "is negative" if n < 0 else "is not allowed here"
+        raise argparse.ArgumentTypeError(f"{n} {why}; give a count >= 1")
     return n
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0 (``nan`` would never time out)."""
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not t > 0 or math.isinf(t):
+        raise argparse.ArgumentTypeError(f"{text}: give a positive, finite number of seconds")
+    return t
+
+
+#: Where campaigns go when no ``--out`` is given (one directory per distinct spec).
+FUZZ_ROOT = Path("tdpmmu-fuzz")
+
+
+def default_out(spec: Any) -> Path:
+    """A campaign's default output directory: ``tdpmmu-fuzz/`` + ``spec.dir_name()``."""
+    return FUZZ_ROOT / spec.dir_name()
+
+
+def write_campaign_summary(out: Path) -> list[Path]:
+    """Write ``summary.html`` (and ``summary.png``) beside ``out/results.jsonl``.
+
+    The campaign's results are already safe in the results file, so a summary
+    that cannot be written is one warning on stderr, not a failed command.
+    """
+    from ..campaign.store import StoreError
+    from ..campaign.summary import write_summary
+    try:
+        return write_summary(out)
+    except (OSError, StoreError) as e:
+        print(f"tdpmmu: warning: no campaign summary in {out} ({e})", file=sys.stderr)
+        return []
+
+
+def summary_line(paths: list[Path]) -> str:
+    """The last line a campaign prints: where its summary is."""
+    from ..campaign.summary import summary_line as line
+    return line(paths)
 
 
 def render_report(report: Any) -> str:

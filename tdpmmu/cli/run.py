@@ -4,6 +4,12 @@ The script's top level runs on the main thread of a ``ksync.Runtime`` built
 from the options, so it just uses the primitives (``ksync.SpinLock``,
 ``ksync.current_runtime().spawn``, ``tdpmmu.Kvm``...).  When it ends, every
 thread it started is joined and the checkers' reports are printed.
+
+``--fuzz N`` runs the script under N schedules as a campaign instead (the
+machinery of ``tdpmmu fuzz``: worker processes, a resumable results file,
+findings replayed, deduplicated and shrunk, a replay command for each, and
+the summary page); ``--strategy explore`` runs it under every schedule within
+a preemption bound.
 """
 
 from __future__ import annotations
@@ -11,14 +17,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
+import os
 import runpy
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 import ksync
 
+from ..campaign import CampaignSpec, run_campaign
+from ..campaign.progress import Progress
+from ..campaign.runner import CampaignError, CampaignOutcome
+from ..campaign.script import execute_script
 from ..teach.cli_options import (
     add_teach_options,
     check_teach_options,
@@ -30,13 +41,22 @@ from .common import (
     EXIT_FOUND,
     EXIT_USAGE,
     UsageError,
+    default_out,
     non_negative_int,
     one_line_errors,
     parse_checks,
     positive_int,
+    positive_seconds,
     print_json,
     render_report,
+    summary_line,
+    write_campaign_summary,
 )
+
+#: Options that only a --fuzz campaign takes (dest, as the user spells it).
+_CAMPAIGN_ONLY = (("jobs", "--jobs"), ("out", "--out"), ("resume", "--resume"),
+                  ("minimise", "--no-minimise"), ("time_limit", "--time-limit"),
+                  ("quiet", "--quiet"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,43 +98,73 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=0.0,
                    help="free mode: probability of a random yield at each scheduling point")
     p.add_argument("--json", action="store_true",
-                   help="print {reports: [{kind, title, text, ...}], schedule}")
+                   help="print {reports: [{kind, title, text, ...}], schedule}; with --fuzz, "
+                        "the `tdpmmu fuzz --json` document")
+    g = p.add_argument_group("campaign (--fuzz)")
+    g.add_argument("--fuzz", type=positive_int, default=None, metavar="N",
+                   help="run the script under N schedules (seeds SEED .. SEED+N-1, any "
+                        "--strategy but explore) as a campaign: findings replayed, "
+                        "deduplicated and shrunk, each printed with a replay command")
+    g.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="J",
+                   help="worker processes; default: one per CPU")
+    g.add_argument("--out", default=None, metavar="DIR",
+                   help="where results.jsonl, findings/ and summary.html go; default "
+                        "tdpmmu-fuzz/script-NAME-STRATEGY-sSEED-HASH")
+    g.add_argument("--resume", action="store_true", default=None,
+                   help="continue the campaign in --out, skipping seeds already done")
+    g.add_argument("--no-minimise", dest="minimise", action="store_false", default=None,
+                   help="report findings with their original schedules, unshrunk")
+    g.add_argument("--time-limit", type=positive_seconds, default=None, metavar="SECONDS",
+                   help="stop handing out runs after this long (the rest can be resumed)")
+    g.add_argument("--quiet", "-q", action="store_true", default=None,
+                   help="no progress line on stderr")
     add_teach_options(p)
     one_line_errors(p)
     p.set_defaults(func=run)
 
 
-def _execute(path: Path, argv: list[str], **rt_kw: Any) -> tuple[ksync.Runtime, str]:
-    """Run the script once under a fresh runtime; returns it and the script's crash text."""
-    rt = ksync.Runtime(**rt_kw)
-    error = ""
-    old_argv, old_path = sys.argv, list(sys.path)
-    sys.argv = [str(path), *argv]
-    sys.path.insert(0, str(path.parent))
+def _check_script(text: str) -> Path:
+    """The script's path, refused in one line if it is missing, unreadable or not Python."""
+    path = Path(text)
+    if path.is_dir():
+        raise UsageError(f"{text}: is a directory, not a script")
+    if not path.is_file():
+        raise UsageError(f"{text}: no such script")
     try:
-        with rt:
-            runpy.run_path(str(path), run_name="__main__")
-    except ksync.ReplayDivergence:
-        raise
-    except SystemExit as e:
-        if e.code not in (None, 0):
-            error = f"the script exited with status {e.code}"
-    except Exception as e:  # noqa: BLE001 - the user's script failed: show its traceback
-        error = "".join(traceback.format_exception(e)).rstrip()
-    finally:
-        sys.argv, sys.path[:] = old_argv, old_path
-    return rt, error
+        compile(path.read_bytes(), str(path), "exec")
+    except OSError as e:
+        raise UsageError(f"{text}: cannot be read ({e.strerror})") from None
+    except (SyntaxError, ValueError) as e:
+        raise UsageError(f"{text}: cannot be compiled ({e})") from None
+    return path
+
+
+def _check_fuzz_options(args: argparse.Namespace) -> None:
+    """Refuse options that contradict a campaign, or campaign options without one."""
+    if args.fuzz is None:
+        given = [flag for dest, flag in _CAMPAIGN_ONLY if getattr(args, dest) is not None]
+        if given:
+            raise UsageError(f"{given[0]} is a campaign option: add --fuzz N")
+        return
+    if args.strategy == "explore":
+        raise UsageError("--fuzz N samples N schedules; --strategy explore enumerates "
+                         "them itself: pick one")
+    clash = [flag for flag, on in (("--mode free", args.mode != "controlled"),
+                                   ("--schedule", args.schedule is not None),
+                                   ("--trace", getattr(args, "trace", False)),
+                                   ("--timeline", getattr(args, "timeline", None)))
+             if on]
+    if clash:
+        raise UsageError(f"--fuzz runs many controlled schedules; {clash[0]} is for one run "
+                         "(replay a finding with it)")
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.script)
-    if not path.is_file():
-        raise UsageError(f"{args.script}: no such script")
-    try:
-        compile(path.read_bytes(), str(path), "exec")
-    except (SyntaxError, ValueError) as e:
-        raise UsageError(f"{args.script}: cannot be compiled ({e})") from None
+    path = _check_script(args.script)
+    _check_fuzz_options(args)
     checks = parse_checks(args.checks)
+    if args.fuzz is not None:
+        return _fuzz(path, args, checks)
     check_teach_options(args)
     if not 0.0 <= args.noise <= 1.0:
         raise UsageError(f"--noise {args.noise}: a probability in [0, 1]")
@@ -136,15 +186,15 @@ def run(args: argparse.Namespace) -> int:
         if k is None:   # measure k with a first run whose output nobody sees
             with contextlib.redirect_stdout(io.StringIO()), \
                     contextlib.redirect_stderr(io.StringIO()):
-                first, _ = _execute(path, args.script_args, strategy="random", **kw)
+                first, _ = execute_script(path, args.script_args, strategy="random", **kw)
             k = max(1, len(first.decisions))
         strategy = f"pct:d={args.depth},k={k}"
     # With --json, stdout carries one JSON document: the script's prints go to stderr.
     out = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
         with out:
-            rt, error = _execute(path, args.script_args, strategy=strategy, schedule=schedule,
-                                 trace=wants_trace(args), **kw)
+            rt, error = execute_script(path, args.script_args, strategy=strategy,
+                                       schedule=schedule, trace=wants_trace(args), **kw)
     except ksync.ReplayDivergence as e:
         print(f"tdpmmu run: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -207,3 +257,58 @@ def _explore(path: Path, args: argparse.Namespace, checks: Any) -> int:
         print(f"explored {res.runs} schedule(s) with at most {args.preemptions} preemption(s) "
               f"({done}); {len(res.failures)} failed, {len(distinct)} distinct report(s)")
     return EXIT_FOUND if distinct else EXIT_CLEAN
+
+
+def _fuzz(path: Path, args: argparse.Namespace, checks: Any) -> int:
+    """``--fuzz N``: the script as a campaign program (``tdpmmu fuzz``'s machinery)."""
+    spec = CampaignSpec.for_script(path, args.script_args, strategy=args.strategy,
+                                   depth=args.depth, steps=args.steps, seed=args.seed,
+                                   runs=args.fuzz, checks=checks)
+    out = Path(args.out) if args.out else default_out(spec)
+    progress = Progress(args.fuzz, enabled=not args.quiet)
+    try:
+        outcome = run_campaign(spec, out, jobs=args.jobs or os.cpu_count() or 1,
+                               resume=bool(args.resume), time_limit=args.time_limit,
+                               minimise=args.minimise is not False, progress=progress)
+    except CampaignError as e:
+        raise UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        print(f"tdpmmu run: interrupted; finished runs are saved in {out}/results.jsonl "
+              "(--resume continues)", file=sys.stderr)
+        return 130
+    saved = out / "findings"
+    for i, f in enumerate(outcome.findings, 1):
+        saved.mkdir(exist_ok=True)
+        (saved / f"{i}.json").write_text(json.dumps(f.saved(outcome.spec), indent=2) + "\n",
+                                         encoding="utf-8")
+    summary = write_campaign_summary(outcome.out)
+    if args.json:
+        print_json({**outcome.to_json(), "summary": [str(p) for p in summary]})
+    else:
+        _print_campaign(outcome, saved)
+        if summary:
+            print(summary_line(summary))
+    return EXIT_FOUND if outcome.findings else EXIT_CLEAN
+
+
+def _print_campaign(outcome: CampaignOutcome, saved: Path) -> None:
+    """The text summary of a script campaign: totals, then each distinct finding."""
+    s = outcome.spec
+    print(f"{s.program()}, strategy {s.strategy_spec()}: {outcome.runs} runs, "
+          f"{outcome.clean} clean, {outcome.executions_per_second:.1f} runs/s"
+          + ("" if outcome.complete else " (incomplete: --resume continues)"))
+    print(f"results: {outcome.out / 'results.jsonl'}")
+    for i, f in enumerate(outcome.findings, 1):
+        print()
+        flag = "" if f.reproducible else "  [UNCONTROLLED NONDETERMINISM]"
+        print(f"finding {i}: seen in {f.count} run(s), first at seed {f.seed}{flag}")
+        if not f.reproducible:
+            print(f"  {f.divergence}")
+        for r in f.reports:
+            print(render_report(r))
+        if f.minimised:
+            m = f.minimised
+            print(f"schedule shrunk from {m['original_decisions']} to {m['decisions']} "
+                  f"decisions, {m['original_preemptions']} to {m['preemptions']} preemptions")
+        print(f"replay: {f.replay_command}")
+        print(f"  saved: {saved / f'{i}.json'}")
