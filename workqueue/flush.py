@@ -21,14 +21,33 @@ the work takes" and "a work flushing its own queue" become lockdep cycles.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ksync import current_thread, events, lock_map_acquire, lock_map_release, might_sleep
 
+from . import ops
 from .pool import start_worker
-from .state import WorkqueueError, site
+from .state import WorkqueueError, resolve_wq, site
 from .work import Work
-from .wq import Workqueue, _Flusher, _resolve
+
+if TYPE_CHECKING:
+    from .wq import Workqueue
+
+
+class _Flusher:
+    """One flush_workqueue() in progress: the queueings it still waits for."""
+
+    __slots__ = ("name", "target", "remaining", "wq", "_waiters")
+
+    def __init__(self, wq: Workqueue, target: int, remaining: int) -> None:
+        self.name = f"flush of {wq.name}"
+        self.wq = wq
+        self.target = target
+        self.remaining = remaining
+        self._waiters: list = []
+
+    def holders(self) -> list[Any]:
+        return self.wq.busy_threads()
 
 
 def _check_work(fn: str, work: Any) -> None:
@@ -181,7 +200,7 @@ def flush_workqueue(wq: Any) -> None:
     might_sleep()
     t = current_thread()
     rt = t.rt
-    _flush_workqueue(rt, t, _resolve(wq, rt))
+    _flush_workqueue(rt, t, resolve_wq(wq, rt))
 
 
 def _flush_workqueue(rt: Any, t: Any, wq: Workqueue) -> None:
@@ -205,7 +224,7 @@ def drain_workqueue(wq: Any) -> None:
     might_sleep()
     t = current_thread()
     rt = t.rt
-    drain_nosleep(rt, t, _resolve(wq, rt))
+    drain_nosleep(rt, t, resolve_wq(wq, rt))
 
 
 def drain_nosleep(rt: Any, t: Any, wq: Workqueue) -> None:
@@ -239,3 +258,8 @@ def drain_quietly(wq: Workqueue) -> None:
         with rt.big:
             if wq.nr_inflight == 0:
                 return
+
+
+# Work's methods and the runtime-exit hook sit below this file (see ops.py).
+ops.bind(flush_work=flush_work, cancel_work=cancel_work, cancel_work_sync=cancel_work_sync,
+         drain_quietly=drain_quietly)

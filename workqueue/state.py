@@ -16,7 +16,8 @@ from typing import Any
 from ksync import KsyncError, KThread, current_thread
 from ksync.report import call_site
 
-from .pool import WorkerPool
+from . import ops
+from .pool import WorkerPool, kick_pool_locked, start_worker
 
 #: Worker limit per pool unless ``set_pool_limits`` says otherwise; the same
 #: default as ``concurrent.futures.ThreadPoolExecutor``'s ``max_workers``.
@@ -34,6 +35,18 @@ class WorkqueueError(KsyncError):
 def site() -> str:
     """The caller's ``file:line function`` outside ksync and workqueue."""
     return call_site(_SKIP)
+
+
+def resolve_wq(wq: Any, rt: Any) -> Any:
+    """The runtime's ``Workqueue`` for ``wq`` (a queue, or a system queue handle).
+
+    Here rather than in wq.py so that flush.py, which wq.py builds on, can use it.
+    """
+    resolve = getattr(wq, "resolve", None)
+    if resolve is None:
+        raise WorkqueueError(f"{wq!r} is not a work queue: make one with alloc_workqueue() "
+                             f"or use system_wq (at {site()})")
+    return resolve(rt)
 
 
 class WqState:
@@ -69,13 +82,12 @@ class WqState:
         rt = self.rt
         if rt.aborting:
             return
-        from .flush import drain_quietly
-        from .timer import close_wheel
-        close_wheel(self)
+        # timer.py and flush.py sit above this file: their functions come via ops.
+        ops.close_wheel(self)
         with rt.big:
             queues = list(self.workqueues)
         for wq in queues:
-            drain_quietly(wq)
+            ops.drain_quietly(wq)
 
 
 def state(rt: Any) -> WqState:
@@ -102,7 +114,6 @@ def set_pool_limits(max_workers: int | None = None, idle_timeout_ms: float | Non
                                         or idle_timeout_ms < 0):
         raise WorkqueueError(f"set_pool_limits(idle_timeout_ms={idle_timeout_ms!r}): "
                              "a duration >= 0")
-    from .pool import kick_pool_locked, start_worker
     rt = current_thread().rt
     st = state(rt)
     spawn = []

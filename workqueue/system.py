@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import ops
 from .state import state
 from .wq import _WQ_ORDERED, WQ_DFL_ACTIVE, WQ_HIGHPRI, WQ_UNBOUND, Workqueue, alloc_locked
 
@@ -43,3 +44,6 @@ system_highpri_wq = SystemQueue("events_highpri", WQ_HIGHPRI, WQ_DFL_ACTIVE)
 system_unbound_wq = SystemQueue("events_unbound", WQ_UNBOUND, 512)
 system_long_wq = SystemQueue("events_long", 0, WQ_DFL_ACTIVE)
 system_ordered_wq = SystemQueue("events_ordered", WQ_UNBOUND | _WQ_ORDERED, 1)
+
+# The default queue of Work.queue() and DelayedWork.queue()/mod(), which sit below (ops.py).
+ops.bind(system_wq=system_wq)

@@ -25,6 +25,7 @@ from sortedcontainers import SortedList
 
 from ksync import current_thread, events, might_sleep
 
+from . import ops
 from .flush import (
     _check_work,
     cancel_work,
@@ -33,9 +34,9 @@ from .flush import (
     steal_pending_locked,
 )
 from .pool import start_worker
-from .state import WorkqueueError, WqState, site
+from .state import WorkqueueError, WqState, resolve_wq, site
 from .work import DelayedWork
-from .wq import _resolve, is_chained_locked, report_refused
+from .wq import is_chained_locked, report_refused
 
 
 class TimerWheel:
@@ -113,7 +114,7 @@ def _begin(fn: str, wq: Any, dwork: DelayedWork, delay_ms: float) -> tuple[Any, 
     """
     t = current_thread()
     rt = t.rt
-    wq = _resolve(wq, rt)
+    wq = resolve_wq(wq, rt)
     delay_ns = _check_delay(fn, dwork, delay_ms)
     rt.point(t)
     if rt.listeners:
@@ -289,3 +290,8 @@ def _timer_thread(wheel: TimerWheel) -> None:
             start_worker(rt, w)
         for wq, dwork, why in refused:
             report_refused(rt, t, wq, dwork, why)
+
+
+# DelayedWork's and Workqueue's methods and the runtime-exit hook sit below this file (ops.py).
+ops.bind(queue_delayed_work=queue_delayed_work, mod_delayed_work=mod_delayed_work,
+         flush_delayed_work=flush_delayed_work, close_wheel=close_wheel)

@@ -31,6 +31,7 @@ from typing import Any
 
 from ksync import LockMap
 
+from . import ops
 from .state import WorkqueueError
 
 #: One lockdep map per work class name, shared like the kernel's static key per
@@ -118,27 +119,23 @@ class Work:
         w = self._worker
         return [w.thread] if w is not None and w.thread is not None else []
 
-    # Python-style spellings of the module functions.
+    # Python-style spellings of the module functions, which live in modules
+    # built on this one: they are reached through ops (see ops.py).
     def queue(self, wq: Any = None) -> bool:
         """``queue_work(wq or system_wq, self)``."""
-        from .system import system_wq
-        from .wq import queue_work
-        return queue_work(system_wq if wq is None else wq, self)
+        return ops.queue_work(ops.system_wq if wq is None else wq, self)
 
     def flush(self) -> bool:
         """``flush_work(self)``."""
-        from .flush import flush_work
-        return flush_work(self)
+        return ops.flush_work(self)
 
     def cancel(self) -> bool:
         """``cancel_work(self)``: remove a pending queueing, do not wait."""
-        from .flush import cancel_work
-        return cancel_work(self)
+        return ops.cancel_work(self)
 
     def cancel_sync(self) -> bool:
         """``cancel_work_sync(self)``."""
-        from .flush import cancel_work_sync
-        return cancel_work_sync(self)
+        return ops.cancel_work_sync(self)
 
     def __repr__(self) -> str:
         state = "running" if self._worker is not None else ""
@@ -169,27 +166,20 @@ class DelayedWork(Work):
 
     def queue(self, wq: Any = None, delay_ms: float = 0) -> bool:  # type: ignore[override]
         """``queue_delayed_work(wq or system_wq, self, delay_ms)``."""
-        from .system import system_wq
-        from .timer import queue_delayed_work
-        return queue_delayed_work(system_wq if wq is None else wq, self, delay_ms)
+        return ops.queue_delayed_work(ops.system_wq if wq is None else wq, self, delay_ms)
 
     def mod(self, wq: Any = None, delay_ms: float = 0) -> bool:
         """``mod_delayed_work(wq or system_wq, self, delay_ms)``."""
-        from .system import system_wq
-        from .timer import mod_delayed_work
-        return mod_delayed_work(system_wq if wq is None else wq, self, delay_ms)
+        return ops.mod_delayed_work(ops.system_wq if wq is None else wq, self, delay_ms)
 
     def flush(self) -> bool:
         """``flush_delayed_work(self)``: fire an armed timer now, then wait."""
-        from .timer import flush_delayed_work
-        return flush_delayed_work(self)
+        return ops.flush_delayed_work(self)
 
     def cancel(self) -> bool:
         """``cancel_delayed_work(self)``."""
-        from .flush import cancel_work
-        return cancel_work(self)
+        return ops.cancel_work(self)
 
     def cancel_sync(self) -> bool:
         """``cancel_delayed_work_sync(self)``."""
-        from .flush import cancel_work_sync
-        return cancel_work_sync(self)
+        return ops.cancel_work_sync(self)

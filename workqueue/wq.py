@@ -25,8 +25,10 @@ from typing import Any
 
 from ksync import LockMap, current_thread, events, might_sleep
 
+from . import ops
+from .flush import _Flusher, drain_nosleep, drain_workqueue, flush_workqueue
 from .pool import Rescuer, WorkerPool, kick_pool_locked, start_worker
-from .state import WorkqueueError, WqState, site, state
+from .state import WorkqueueError, WqState, resolve_wq, site, state
 from .work import Work
 
 # Kernel: enum { WQ_UNBOUND, ... } — the values mirror include/linux/workqueue.h.
@@ -155,22 +157,18 @@ class Workqueue:
 
     def queue_delayed(self, dwork: Any, delay_ms: float) -> bool:
         """``queue_delayed_work(self, dwork, delay_ms)``."""
-        from .timer import queue_delayed_work
-        return queue_delayed_work(self, dwork, delay_ms)
+        return ops.queue_delayed_work(self, dwork, delay_ms)   # timer.py is above
 
     def mod_delayed(self, dwork: Any, delay_ms: float) -> bool:
         """``mod_delayed_work(self, dwork, delay_ms)``."""
-        from .timer import mod_delayed_work
-        return mod_delayed_work(self, dwork, delay_ms)
+        return ops.mod_delayed_work(self, dwork, delay_ms)
 
     def flush(self) -> None:
         """``flush_workqueue(self)``."""
-        from .flush import flush_workqueue
         flush_workqueue(self)
 
     def drain(self) -> None:
         """``drain_workqueue(self)``."""
-        from .flush import drain_workqueue
         drain_workqueue(self)
 
     def destroy(self) -> None:
@@ -192,22 +190,6 @@ class Workqueue:
 
     def __repr__(self) -> str:
         return f"<Workqueue {self.name}{' destroyed' if self.destroyed else ''}>"
-
-
-class _Flusher:
-    """One flush_workqueue() in progress: the queueings it still waits for."""
-
-    __slots__ = ("name", "target", "remaining", "wq", "_waiters")
-
-    def __init__(self, wq: Workqueue, target: int, remaining: int) -> None:
-        self.name = f"flush of {wq.name}"
-        self.wq = wq
-        self.target = target
-        self.remaining = remaining
-        self._waiters: list = []
-
-    def holders(self) -> list[Any]:
-        return self.wq.busy_threads()
 
 
 # ---------------------------------------------------------------------------- alloc
@@ -284,7 +266,7 @@ def queue_work(wq: Any, work: Work) -> bool:
     t = current_thread()
     rt = t.rt
     if type(wq) is not Workqueue:
-        wq = _resolve(wq, rt)
+        wq = resolve_wq(wq, rt)
     elif wq.rt is not rt:
         wq.resolve(rt)
     if not isinstance(work, Work):
@@ -342,14 +324,6 @@ def report_refused(rt: Any, t: Any, wq: Workqueue, work: Work, why: str) -> None
               thread=t, work=work.name, workqueue=wq.name, site=where)
 
 
-def _resolve(wq: Any, rt: Any) -> Workqueue:
-    resolve = getattr(wq, "resolve", None)
-    if resolve is None:
-        raise WorkqueueError(f"{wq!r} is not a work queue: make one with alloc_workqueue() "
-                             f"or use system_wq (at {site()})")
-    return resolve(rt)
-
-
 def destroy_workqueue(wq: Any) -> None:
     """Kernel: destroy_workqueue() — drain, stop the rescuer and idle workers, then refuse.
 
@@ -357,11 +331,10 @@ def destroy_workqueue(wq: Any) -> None:
     waits for them to exit.  Destroying twice is a ``warn`` report;
     destroying a system queue is an error.
     """
-    from .flush import drain_nosleep
     might_sleep()
     t = current_thread()
     rt = t.rt
-    wq = _resolve(wq, rt)
+    wq = resolve_wq(wq, rt)
     if wq.system:
         raise WorkqueueError(f"destroy_workqueue({wq.name}): a system work queue lives as "
                              f"long as the runtime (at {site()})")
@@ -402,3 +375,7 @@ def destroy_workqueue(wq: Any) -> None:
             th.join()
     if rt.listeners:
         rt.emit(t, events.CUSTOM, wq, ("destroy_workqueue", wq.name))
+
+
+# Work.queue() sits below this file (see ops.py).
+ops.bind(queue_work=queue_work)
