@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..campaign import CampaignSpec, run_campaign
+from ..campaign import CampaignOutcome, CampaignSpec, run_campaign
 from ..campaign.progress import Progress
 from ..campaign.runner import CampaignError
 from .common import (
@@ -57,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="PCT's expected decisions per run; default: measured by one run")
     p.add_argument("--jobs", "-j", type=positive_int, default=os.cpu_count() or 1,
                    metavar="J", help="worker processes; default: one per CPU")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="run the seeds on a Dask distributed cluster instead: a scheduler's "
+                        "address (tcp://HOST:8786) or local:N (N Dask workers on this "
+                        "machine); needs pip install 'tdpmmu[cluster]'. Results, log, "
+                        "progress and shrinking stay here (shrinking uses --jobs processes)")
+    p.add_argument("--cluster-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="longest wait for the cluster's scheduler and workers (to connect, or "
+                        "to come back when lost); default 10")
     p.add_argument("--time-limit", type=positive_seconds, default=None, metavar="SECONDS",
                    help="stop handing out runs after this long (the rest can be resumed)")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -86,9 +94,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(spec)
     progress = Progress(args.runs, enabled=not args.quiet)
     try:
-        outcome = run_campaign(spec, out, jobs=args.jobs, resume=args.resume,
-                               time_limit=args.time_limit, minimise=args.minimise,
-                               progress=progress)
+        outcome = _run_campaign(args, spec, out, progress)
     except CampaignError as e:
         raise UsageError(str(e)) from None
     except KeyboardInterrupt:
@@ -108,6 +114,22 @@ def run(args: argparse.Namespace) -> int:
         if summary:
             print(summary_line(summary))
     return EXIT_FOUND if outcome.findings else EXIT_CLEAN
+
+
+def _run_campaign(args: argparse.Namespace, spec: CampaignSpec, out: Path,
+                  progress: Progress) -> CampaignOutcome:
+    """The campaign on this machine's processes or, with ``--cluster``, on a Dask cluster."""
+    kw = {"jobs": args.jobs, "resume": args.resume, "time_limit": args.time_limit,
+          "minimise": args.minimise, "progress": progress}
+    if args.cluster is None:
+        return run_campaign(spec, out, **kw)
+    if not args.cluster_timeout > 0:
+        raise UsageError(f"--cluster-timeout {args.cluster_timeout}: give a positive number "
+                         "of seconds")
+    from ..campaign import cluster  # imports Dask only when a cluster is asked for
+    target = cluster.parse_target(args.cluster)
+    with cluster.open_cluster(target, timeout=args.cluster_timeout) as dispatch:
+        return run_campaign(spec, out, dispatch=dispatch, **kw)
 
 
 def _print_summary(outcome, findings_dir: Path) -> None:
