@@ -147,10 +147,12 @@ class CampaignSpec:
         """The ``tdpmmu replay`` (a script: ``tdpmmu run``) argument list that reproduces
         run ``seed``."""
         if self.script:
-            out = ["tdpmmu", "run", self.script, "--seed", str(seed), "--schedule", schedule]
+            # Options before the script: everything after SCRIPT (and after `--`, which
+            # lets an argument start with a dash) is the script's own argv.
+            out = ["tdpmmu", "run", "--seed", str(seed), "--schedule", schedule]
             if self.checks is not None:
                 out += ["--checks", ",".join(self.checks) or "none"]
-            return out + (["--", *self.script_args] if self.script_args else [])
+            return out + [self.script] + (["--", *self.script_args] if self.script_args else [])
         out = ["tdpmmu", "replay", "--scenario", self.scenario, "--zap", self.zap]
         for b in self.bugs:
             out += ["--bug", b]
