@@ -420,7 +420,7 @@ class ClusterDispatch:
     def workers(self) -> int:
         """Worker processes now in the cluster (one batch slot each)."""
         try:
-            return max(1, len(self.client.scheduler_info(n_workers=-1)["workers"]))
+            return max(1, len(self.client.nthreads()))
         except Exception:  # noqa: BLE001 - a scheduler gone is found by the seed loop
             return 1
 
