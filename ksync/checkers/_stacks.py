@@ -20,11 +20,11 @@ import threading
 from types import CodeType
 from typing import Any
 
-import ksync
 from ksync.thread import thread_locals
 
 #: Frames from files under this directory are the machinery, not the caller.
-_KSYNC_DIR = os.path.dirname(os.path.abspath(ksync.__file__)) + os.sep
+#: (ksync/ is this file's grandparent: importing the ksync package here would be a cycle.)
+_KSYNC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 #: Thread bootstrap frames (``Thread.run``/``_bootstrap``) say nothing about the caller.
 _THREADING = threading.__file__
 

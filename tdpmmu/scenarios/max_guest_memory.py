@@ -20,8 +20,8 @@ import ksync
 from ..kvm import Kvm
 from ..mmu import mmu_notifier_invalidate_range, set_memory_region
 from ..pagetable import populate_4k
-from . import scenario
 from ._common import check_positive, run_all, scenario_rng
+from .registry import scenario
 
 GIB_PAGES = 1 << 18     # 4K pages in 1 GiB
 UNMAP_PAGES = 16    # what the host takes back at once: small, so vCPUs seldom retry

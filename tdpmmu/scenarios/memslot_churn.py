@@ -16,8 +16,8 @@ import ksync
 from ..kvm import Kvm
 from ..memslot import KVM_MEM_LOG_DIRTY_PAGES
 from ..mmu import set_memory_region
-from . import scenario
 from ._common import check_positive, run_all, scenario_rng
+from .registry import scenario
 
 
 @scenario("memslot_churn", "memslots deleted, re-created and moved under faulting vCPUs",

@@ -15,8 +15,8 @@ import ksync
 from ..kvm import Kvm
 from ..memslot import KVM_MEM_LOG_DIRTY_PAGES
 from ..mmu import get_dirty_log, mmu_notifier_invalidate_range, set_memory_region
-from . import scenario
 from ._common import check_positive, run_all, scenario_rng
+from .registry import scenario
 
 
 @scenario("mixed", "reloads, dirty logging, memslot churn and host unmaps at once",

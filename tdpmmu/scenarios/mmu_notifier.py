@@ -19,9 +19,9 @@ import ksync
 from ..kvm import Kvm
 from ..memslot import KVM_MEM_LOG_DIRTY_PAGES
 from ..mmu import mmu_notifier_invalidate_range, set_memory_region
-from . import scenario
 from ._common import check_positive, run_all, scenario_rng
 from .max_guest_memory import GIB_PAGES, prefault_4k
+from .registry import scenario
 
 UNMAP_PAGES = 8      # small: each freed host page is an object the checkers watch
 

@@ -19,8 +19,8 @@ import ksync
 from ..kvm import Kvm
 from ..memslot import KVM_MEM_LOG_DIRTY_PAGES
 from ..mmu import set_memory_region
-from . import scenario
 from ._common import check_positive, run_all, scenario_rng
+from .registry import scenario
 
 
 @scenario("root_reload_storm", "vCPUs reload their MMU over and over while roots are walked",

@@ -22,9 +22,9 @@ import ksync
 
 from ..kvm import Kvm
 from ..mmu import mmu_notifier_invalidate_range, set_memory_region
-from . import scenario
 from ._common import check_positive, run_all, scenario_rng
 from .max_guest_memory import GIB_PAGES, prefault_4k
+from .registry import scenario
 
 
 @scenario("teardown", "the VM destroyed while root zaps are still queued",
