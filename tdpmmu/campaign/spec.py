@@ -86,7 +86,8 @@ class CampaignSpec:
 
     def identity_hash(self) -> str:
         """Eight hex digits that change with any field of the identity, stable across runs."""
-        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"),
+                          default=_stable_text)
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
     def dir_name(self) -> str:
@@ -103,7 +104,7 @@ class CampaignSpec:
             parts = [self.scenario, self.zap]
             if self.bugs:
                 parts.append("bug=" + "+".join(self.bugs))
-            parts += [f"{k}={_param_text(v)}" for k, v in sorted(self.params.items())]
+            parts += [f"{k}={_slug_text(v)}" for k, v in sorted(self.params.items())]
         parts.append(self.strategy)
         if self.strategy == "pct":
             parts.append(f"d{self.depth}" + (f"k{self.steps}" if self.steps else ""))
@@ -166,6 +167,20 @@ class CampaignSpec:
     def replay_command(self, seed: int, schedule: str) -> str:
         """``replay_args`` as one line to copy into a shell."""
         return shlex.join(self.replay_args(seed, schedule))
+
+
+def _stable_text(value: Any) -> Any:
+    """JSON for what JSON lacks (a set given as ``--param``), the same in every process."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(repr, value))     # a set's own order depends on PYTHONHASHSEED
+    return repr(value)
+
+
+def _slug_text(value: Any) -> str:
+    """A parameter's value in a directory name, the same in every process."""
+    if isinstance(value, (set, frozenset)):
+        return "+".join(_stable_text(value))
+    return _param_text(value)
 
 
 def _option_text(key: str, value: Any) -> str:
