@@ -53,9 +53,14 @@ class SummaryData:
     first: list[tuple[int, int, float | None]] = field(default_factory=list)
 
 
-def summarise(out: Path) -> SummaryData:
-    """Read ``out/results.jsonl`` and work out the summary (``StoreError`` if unreadable)."""
-    spec, records = read_results(Path(out) / "results.jsonl")
+def summarise(out: Path, spec: CampaignSpec | None = None) -> SummaryData:
+    """Read ``out/results.jsonl`` and work out the summary (``StoreError`` if unreadable).
+
+    ``spec`` is the one in force (a resumed campaign's ``runs`` is the latest
+    session's; the file's header keeps the first); default: the header's.
+    """
+    stored, records = read_results(Path(out) / "results.jsonl")
+    spec = spec or stored
     runs = [r for r in records if r.get("type") == "run"]
     findings = group_findings(spec, records)
     kinds = Counter(r["reports"][0]["kind"] for r in runs if not r["clean"] and r["reports"])
@@ -112,14 +117,15 @@ def _rate_buckets(active: list[float], most: int = 24) -> list[tuple[float, floa
     return [((i + 0.5) * width, c / width) for i, c in enumerate(counts)]
 
 
-def write_summary(out: Path, *, png: bool = True) -> list[Path]:
+def write_summary(out: Path, spec: CampaignSpec | None = None, *,
+                  png: bool = True) -> list[Path]:
     """Write ``summary.html`` (and, with matplotlib, ``summary.png``) into ``out``.
 
     Returns the files written, the HTML first.  The PNG is optional: a
     missing matplotlib costs the picture, never the summary.
     """
     out = Path(out)
-    data = summarise(out)
+    data = summarise(out, spec)
     written = []
     png_path = out / "summary.png"
     if png:

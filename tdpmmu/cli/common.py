@@ -68,7 +68,7 @@ def default_out(spec: Any) -> Path:
     return FUZZ_ROOT / spec.dir_name()
 
 
-def write_campaign_summary(out: Path) -> list[Path]:
+def write_campaign_summary(out: Path, spec: Any = None) -> list[Path]:
     """Write ``summary.html`` (and ``summary.png``) beside ``out/results.jsonl``.
 
     The campaign's results are already safe in the results file, so a summary
@@ -77,7 +77,7 @@ def write_campaign_summary(out: Path) -> list[Path]:
     from ..campaign.store import StoreError
     from ..campaign.summary import write_summary
     try:
-        return write_summary(out)
+        return write_summary(out, spec)
     except (OSError, StoreError) as e:
         print(f"tdpmmu: warning: no campaign summary in {out} ({e})", file=sys.stderr)
         return []

@@ -281,7 +281,7 @@ def _fuzz(path: Path, args: argparse.Namespace, checks: Any) -> int:
         saved.mkdir(exist_ok=True)
         (saved / f"{i}.json").write_text(json.dumps(f.saved(outcome.spec), indent=2) + "\n",
                                          encoding="utf-8")
-    summary = write_campaign_summary(outcome.out)
+    summary = write_campaign_summary(outcome.out, outcome.spec)
     if args.json:
         print_json({**outcome.to_json(), "summary": [str(p) for p in summary]})
     else:

@@ -109,10 +109,14 @@ def test_without_matplotlib_the_html_is_still_written(tmp_path, monkeypatch):
     assert "<img" not in html_path.read_text()
 
 
-def test_incomplete_campaign_says_so(tmp_path):
+def test_incomplete_campaign_says_so_and_a_resumed_one_shows_its_runs(tmp_path):
     _results(tmp_path, CampaignSpec("teardown", runs=50), [_run(i, 1.0 + i) for i in range(5)])
     [html_path] = write_summary(tmp_path, png=False)
     assert "incomplete: 5 of 50" in html_path.read_text()
+    # Resumed with --runs 5, the header still says 50: the spec in force wins.
+    [html_path] = write_summary(tmp_path, CampaignSpec("teardown", runs=5), png=False)
+    text = html_path.read_text()
+    assert "seeds 0..4" in text and "incomplete" not in text
 
 
 @pytest.mark.parametrize("body", ["", "not json\n"])
