@@ -19,7 +19,7 @@ from typing import Any
 
 from . import events as ev
 from .errors import KsyncError
-from .lockbase import LockBase, note_acquired, note_released
+from .lockbase import LockBase, note_acquired, note_released, report_bad_unlock
 from .sleep import might_sleep
 from .thread import KThread, current_thread
 
@@ -91,7 +91,6 @@ def rcu_read_unlock() -> None:
     t = current_thread()
     rt = t.rt
     if t.rcu_depth == 0:
-        from .lockbase import report_bad_unlock
         report_bad_unlock(t, RCU_LOCK_MAP, "no RCU read section is open")
         return
     t.rcu_depth -= 1

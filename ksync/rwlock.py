@@ -16,6 +16,7 @@ from typing import Any
 
 from . import events as ev
 from .lockbase import EXCLUSIVE, READER, LockBase, note_acquired, note_released, report_bad_unlock
+from .sleep import cond_resched
 from .thread import KThread, current_thread
 
 
@@ -190,7 +191,6 @@ def _cond_resched_rwlock(lock: RwLock, mode: str) -> bool:
     rt = t.rt
     if not (rt.need_resched(t) or lock.is_contended()):
         return False
-    from .sleep import cond_resched
     if mode == READER:
         lock.read_unlock()
         cond_resched()
