@@ -91,10 +91,19 @@ _EXPLANATIONS = (
     Explanation(
         "use-after-free",
         "an object was used after it had been freed",
-        "A tracked object (struct kvm, a root, a page-table page, a vCPU) was accessed "
-        "after kfree(). The report names the object and shows where it was allocated, "
-        "freed and accessed. In the kernel the memory may already belong to someone else, "
-        "so anything can follow.",
+        "A tracked object (struct kvm, a root, a page-table page, a vCPU, or any object "
+        "of yours passed to ksync.track or ksync.shared) was accessed after kfree(). The "
+        "report names the object and its type and shows the access and its thread, where "
+        "it was allocated and where it was freed. In the kernel the memory may already "
+        "belong to someone else, so anything can follow. What is seen: every attribute "
+        "read, write and delete of a freed object of a Python class (plain, dataclass, "
+        "__slots__), its items, len(), iteration and `in`; for a list, dict, bytearray, "
+        "set or numpy array, the same through the wrapper track() returns; explicit "
+        "ksync.check_access() calls; operations on a freed ksync lock, atomic, refcount "
+        "or Shared cell. Not seen: accesses through another reference to a wrapped "
+        "container (its unwrap() or the list itself), code in C extensions that reads the "
+        "object's memory directly, immutable values (int, str, tuple), and objects of a "
+        "class that cannot be subclassed.",
         "KASAN, mm/kasan/report.c: \"BUG: KASAN: slab-use-after-free in ...\" with the "
         "allocation and free stacks. KVM's defences: flush the zap queue before the VM is "
         "freed (kvm_mmu_uninit_tdp_mmu), zap inline when users_count is zero, free page "
@@ -112,6 +121,17 @@ _EXPLANATIONS = (
         "(kasan_report_invalid_free), with both free stacks.",
         "Give the object exactly one owner of its final reference and free only on the "
         "transition to zero (refcount_dec_and_test)."),
+    Explanation(
+        "invalid-free",
+        "an object that was never allocated under watch was freed",
+        "kfree() was given an object that ksync.track() (or ksync.shared(), or a Shared "
+        "cell) never saw allocated. Either the object was freed by the wrong owner, or its "
+        "allocation was not tracked. The freeing thread goes on; nothing is poisoned.",
+        "KASAN, mm/kasan/report.c: \"BUG: KASAN: invalid-free in ...\" "
+        "(kasan_report_invalid_free), for a free of an address the slab allocator did not "
+        "hand out.",
+        "Track the object where it is created (ksync.track(obj, name)), or free it "
+        "only from the code that owns it."),
     Explanation(
         "refcount",
         "a refcount_t was misused: increment from zero, underflow, or saturation",

@@ -20,6 +20,7 @@ KINDS = (
     "data-race",
     "use-after-free",
     "double-free",
+    "invalid-free",
     "refcount",
     "sleep-in-atomic",
     "hung-task",

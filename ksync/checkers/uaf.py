@@ -8,15 +8,20 @@ poisoned memory is "BUG: KASAN: use-after-free", a second free
 ``id()`` for a new object while they are watched — as KASAN delays reuse of
 freed memory so a late access still lands on poison.
 
-Watched objects: anything passed to ``ksync.track`` (ALLOC); ``ksync.Shared``
-cells also count as allocated memory, so ``kfree`` of one poisons it and a
-later ``read``/``write`` is a use-after-free.  ``kfree`` of any other object
-never tracked is ignored (the model may free things it does not watch).
-Accesses are ACCESS events (``check_access``), READ/WRITE of a Shared, and
-atomic/refcount/lock operations on a freed object.
+Watched objects: anything passed to ``ksync.track`` or ``ksync.shared``
+(ALLOC); ``ksync.Shared`` cells also count as allocated memory, so ``kfree``
+of one poisons it and a later ``read``/``write`` is a use-after-free.
+``kfree`` of an object never tracked is "BUG: KASAN: invalid-free"
+(kasan_report_invalid_free): the free was of memory the allocator does not
+know.  Accesses are ACCESS events (``check_access``, and every attribute or
+item access to a freed object, whose class ``kfree`` swapped for a poisoned
+one: see ksync.watch), READ/WRITE of a Shared, and atomic/refcount/lock
+operations on a freed object.  An object leaving quarantine, allocated
+again, or still freed when the run ends gets its own class back.
 
 Cost: one dict probe per event while something is in quarantine; stacks are
-saved (not formatted) at track and free time.
+saved (not formatted) at track and free time; a live tracked object is not
+touched, so reading it costs what reading any object does.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import threading
 from typing import Any
 
 from .. import events as ev
-from ..shared import Shared
+from .. import watch
+from ..memory import Shared
 from . import _stacks
 
 _ALLOC, _FREE, _ACCESS = ev.ALLOC, ev.FREE, ev.ACCESS
@@ -96,6 +102,13 @@ class UseAfterFree(ev.Checker):
         self.rt = rt
         self._save_stacks = rt.stacks
 
+    def finish(self) -> None:
+        # After the run nothing reports: give every freed object its class back.
+        with self._lk:
+            freed = list(self._freed.values())
+        for e in freed:
+            watch.unpoison(e.obj)
+
     def _alloc(self, t: Any, _kind: str, obj: Any, name: Any) -> None:
         # Skip as few frames as any dispatch path has (the walk passes ksync's).
         stack = _stacks.capture(3) if self._save_stacks else _stacks.NOT_RECORDED
@@ -104,6 +117,7 @@ class UseAfterFree(ev.Checker):
             old = self._freed.get(id(obj))
             if old is not None and old.obj is obj:
                 del self._freed[id(obj)]       # the same object, allocated again
+                watch.unpoison(obj)
             self._live[id(obj)] = e
 
     def _free(self, t: Any, _kind: str, obj: Any, name: Any) -> None:
@@ -111,26 +125,34 @@ class UseAfterFree(ev.Checker):
         i = id(obj)
         with self._lk:
             old = self._freed.get(i)
+            invalid = False
             if old is not None and old.obj is obj:
                 double = old
             else:
                 double = None
                 e = self._live.pop(i, None)
-                if e is None:
-                    if not isinstance(obj, Shared):
-                        return              # never tracked: not ours to judge
+                if e is None and isinstance(obj, Shared):
                     e = _Obj(obj, obj.name, None, _stacks.EMPTY)
-                e.ftid, e.fthread, e.fstack = t.tid, t.name, stack
-                self._freed[i] = e
-                if len(self._freed) > QUARANTINE:
-                    del self._freed[next(iter(self._freed))]
+                if e is None:
+                    invalid = True
+                else:
+                    e.ftid, e.fthread, e.fstack = t.tid, t.name, stack
+                    self._freed[i] = e
+                    watch.poison_after_free(obj)
+                    if len(self._freed) > QUARANTINE:
+                        gone = self._freed.pop(next(iter(self._freed)))
+                        watch.unpoison(gone.obj)
         if double is not None:
             self._double(t, double, stack)
+        elif invalid:
+            self._invalid(t, obj, name, stack)
 
     # ------------------------------------------------------------------ reports
     def _use(self, t: Any, kind: str, arg: Any, e: _Obj) -> None:
         stack = _stacks.capture(3)
-        tag = (id(e.obj), _stacks.site_key(stack))
+        # One report per freed object and accessing thread (KASAN reports the
+        # first bad access only): the reads that follow it are the same bug.
+        tag = (id(e.obj), t.tid)
         with self._lk:
             if tag in self._reported:
                 return
@@ -144,7 +166,7 @@ class UseAfterFree(ev.Checker):
             "Call Trace:", _stacks.indented(stack, " "), "",
             *_history(e),
             f"The buggy address belongs to the object {e.name} "
-            f"(type {type(e.obj).__qualname__}), freed.",
+            f"(type {watch.type_name(e.obj)}), freed.",
             "=" * 66])
         self.rt.report("use-after-free",
                        f"use-after-free in {func}: {op.lower()} at {where} by {t.name} "
@@ -168,7 +190,7 @@ class UseAfterFree(ev.Checker):
             "Call Trace:", _stacks.indented(stack, " "), "",
             *_history(e),
             f"The buggy address belongs to the object {e.name} "
-            f"(type {type(e.obj).__qualname__}), already freed.",
+            f"(type {watch.type_name(e.obj)}), already freed.",
             "=" * 66])
         self.rt.report("double-free",
                        f"double-free in {func}: {e.name} freed again by {t.name} "
@@ -176,6 +198,28 @@ class UseAfterFree(ev.Checker):
                        text, thread=t, object=e.name, stack=_stacks.render(stack),
                        alloc_stack=_stacks.render(e.stack), free_stack=_stacks.render(e.fstack),
                        alloc_thread=e.thread, free_thread=e.fthread)
+
+
+    def _invalid(self, t: Any, obj: Any, name: Any, stack: _stacks.Stack) -> None:
+        tag = ("invalid", _stacks.site_key(stack))
+        with self._lk:
+            if tag in self._reported:
+                return
+            self._reported.add(tag)
+        func = _stacks.top_function(stack)
+        what = name or ev.obj_name(obj)
+        kind = watch.type_name(obj)
+        text = "\n".join([
+            "=" * 66,
+            f"BUG: KASAN: invalid-free in {func}",
+            f"Free of addr {what} by task {t.name}/{t.tid}", "",
+            "Call Trace:", _stacks.indented(stack, " "), "",
+            f"The object {what} (type {kind}) was never allocated under watch: pass it "
+            "to ksync.track() (or ksync.shared()) when it is created, or do not free it.",
+            "=" * 66])
+        self.rt.report("invalid-free",
+                       f"invalid-free in {func}: {what} ({kind}) freed by {t.name} but never "
+                       "tracked", text, thread=t, object=what, stack=_stacks.render(stack))
 
 
 def _history(e: _Obj) -> list[str]:
@@ -191,7 +235,8 @@ def _describe(kind: str, arg: Any, name: str) -> tuple[str, str]:
     if kind is _ACCESS:
         rw, field = arg if isinstance(arg, tuple) else ("read", arg)
         op = "Write" if "write" in rw else "Read"
-        return f"{op} of size 8", f"{name}.{field}"
+        sep = "" if isinstance(field, str) and field.startswith("[") else "."
+        return f"{op} of size 8", f"{name}{sep}{field}"
     if kind is ev.READ:
         return "Read of size 8", name
     if kind is ev.WRITE:

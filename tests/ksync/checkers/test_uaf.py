@@ -123,14 +123,15 @@ def test_a_freed_shared_cell_is_poisoned_for_reads_and_writes(mode):
 def test_locking_and_refcounting_a_freed_object_are_uses(mode):
     def body(rt):
         obj = alloc_obj()
-        ksync.track(obj.lock, "obj->lock")
-        ksync.track(obj.refs, "obj->refcount")
+        lock = ksync.track(obj.lock, "obj->lock")
+        refs = ksync.track(obj.refs, "obj->refcount")
+        # Reading obj.lock after free_obj(obj) would itself be a use: keep them.
         free_obj(obj)
-        ksync.kfree(obj.lock)
-        ksync.kfree(obj.refs)
-        with obj.lock:
+        ksync.kfree(lock)
+        ksync.kfree(refs)
+        with lock:
             pass
-        obj.refs.inc()
+        refs.inc()
     rt = run(body, mode, 0, UAF)
     assert kinds(rt) == ["use-after-free", "use-after-free"]
     assert "(lock acquired)" in rt.reports[0].text
@@ -138,19 +139,23 @@ def test_locking_and_refcounting_a_freed_object_are_uses(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_tracking_again_after_free_is_a_new_life_and_untracked_frees_are_ignored(mode):
+def test_tracking_again_after_free_is_a_new_life_and_untracked_frees_are_invalid(mode):
     def body(rt):
         obj = alloc_obj()
         free_obj(obj)
         ksync.track(obj, "struct obj")        # reallocated: a fresh object now
         use_obj(obj)
         free_obj(obj)
-        ksync.kfree(object())                 # never tracked: not ours to judge
+        ksync.kfree(object())                 # never tracked: an invalid free
         other = Obj()
         ksync.kfree(other)
-        ksync.check_access(other, "data")
+        ksync.check_access(other, "data")     # untracked: nothing to poison
+        other.data = 2                        # the freeing thread went on
     rt = run(body, mode, 0, UAF)
-    assert rt.reports == []
+    assert kinds(rt) == ["invalid-free", "invalid-free"]
+    assert "BUG: KASAN: invalid-free in body" in rt.reports[0].text
+    assert "(type object) was never allocated under watch" in rt.reports[0].text
+    assert "Obj (Obj) freed by main but never tracked" in rt.reports[1].title
 
 
 def test_each_use_site_is_reported_once():
