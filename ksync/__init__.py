@@ -20,13 +20,13 @@ from .errors import (
 )
 from .events import Checker, TraceRecorder
 from .lockmap import LockMap, lock_map_acquire, lock_map_release
+from .memory import Shared, check_access, kfree, shared, track
 from .mutex import Mutex
 from .rcu import call_rcu, rcu, rcu_barrier, rcu_read_lock, rcu_read_unlock, synchronize_rcu
 from .refcount import REFCOUNT_SATURATED, Refcount
 from .report import KINDS, Report
 from .runtime import ALL_CHECKS, Runtime, register_checker
 from .rwlock import RwLock, cond_resched_rwlock_read, cond_resched_rwlock_write
-from .memory import Shared, check_access, kfree, shared, track
 from .sleep import cond_resched, might_sleep, msleep, need_resched, usleep
 from .spinlock import SpinLock
 from .strategy import RandomStrategy, ReplayStrategy, Strategy, decode_schedule, encode_schedule

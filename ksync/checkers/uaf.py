@@ -149,7 +149,6 @@ class UseAfterFree(ev.Checker):
 
     # ------------------------------------------------------------------ reports
     def _use(self, t: Any, kind: str, arg: Any, e: _Obj) -> None:
-        stack = _stacks.capture(3)
         # One report per freed object and accessing thread (KASAN reports the
         # first bad access only): the reads that follow it are the same bug.
         tag = (id(e.obj), t.tid)
@@ -157,6 +156,7 @@ class UseAfterFree(ev.Checker):
             if tag in self._reported:
                 return
             self._reported.add(tag)
+        stack = _stacks.capture(3)
         op, where = _describe(kind, arg, e.name)
         func = _stacks.top_function(stack)
         text = "\n".join([
