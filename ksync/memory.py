@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from . import events as ev
 from .errors import KsyncError
 from .thread import current_thread
-from .watch import Watched, apply_pending, needs_wrapper, share, watch_kind
+from .watch import NAMES, Watched, apply_pending, needs_wrapper, share, watch_kind
 
 T = TypeVar("T")
 
@@ -87,6 +87,9 @@ def shared(obj: T, name: str | None = None) -> T:
     An object whose class cannot be swapped (a C type) is a KsyncError.
     """
     obj = track(obj, name)
+    if name:
+        # Held for the run (the runtime's lifetime): reports name the object.
+        current_thread().rt.service(NAMES, dict)[id(obj)] = (obj, name)
     if not share(obj):
         if watch_kind(obj) == "shared":
             return obj

@@ -54,6 +54,9 @@ _MUTATORS = frozenset((
     "symmetric_difference_update", "fill", "put", "resize", "itemset", "__iadd__", "__imul__",
 ))
 
+#: Runtime service key: id(obj) -> (obj, name) for objects given to ksync.shared.
+NAMES = "ksync.watch.names"
+
 _lock = threading.Lock()
 _pending = threading.local()
 _quiet = threading.local()    # kasan_disabled() depth, per OS thread

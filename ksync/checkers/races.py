@@ -56,6 +56,7 @@ import weakref
 from typing import Any
 
 from .. import events as ev
+from .. import watch
 from ..lockmap import LockMap
 from ..rcu import RCU_LOCK_MAP
 from . import _stacks
@@ -113,6 +114,8 @@ class RaceDetector(ev.Checker):
         self.rt = rt
         self.suppressions = rr.initial_suppressions()
         self._save_stacks = rt.stacks
+        # Names given to ksync.shared(obj, name), so reports say "stats.count".
+        self._names: dict[int, tuple[Any, str]] = rt.service(watch.NAMES, dict)
 
     def _stack(self, skip: int = 5) -> _stacks.Stack:
         """The stack of the event being handled, or NOT_RECORDED when stacks are off.
@@ -159,7 +162,9 @@ class RaceDetector(ev.Checker):
             ref = weakref.ref(obj, _forget(dead, id(obj)))
         except TypeError:
             ref = None
-        o = self._objs[id(obj)] = _Obj(obj, ref, ev.obj_name(obj))
+        given = self._names.get(id(obj))
+        name = given[1] if given is not None and given[0] is obj else ev.obj_name(obj)
+        o = self._objs[id(obj)] = _Obj(obj, ref, name)
         if obj is RCU_LOCK_MAP:
             o.kind = _RCU
         elif isinstance(obj, LockMap):
