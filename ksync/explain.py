@@ -81,7 +81,10 @@ _EXPLANATIONS = (
         "Two accesses to one location, at least one a plain write, were not ordered by "
         "happens-before: no lock held in common, no atomic release/acquire pair, no work "
         "queue or completion edge between them. The result depends on timing. The report "
-        "shows both stacks, as ThreadSanitizer does.",
+        "shows both stacks, as ThreadSanitizer does. Locations seen: ksync.Shared cells, "
+        "explicit ksync.check_access fields, and every attribute (or item) read and write "
+        "of an object passed to ksync.shared; an object of yours that is not shared is "
+        "not watched for races.",
         "KCSAN, kernel/kcsan/ (\"BUG: KCSAN: data-race in ...\"), and ThreadSanitizer's "
         "happens-before vector clocks in user space. In KVM, SPTEs changed under mmu_lock "
         "for read must be compare-exchanges (tdp_mmu_set_spte_atomic in "
