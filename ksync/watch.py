@@ -229,7 +229,8 @@ def _class_attrs(base: type) -> frozenset[str]:
 def _make_poisoned(base: type) -> type:
     ga, sa, da = base.__getattribute__, base.__setattr__, base.__delattr__
     wrapper = issubclass(base, Watched)
-    klass = _class_attrs(base) | _EXEMPT
+    # vars(obj) / obj.__dict__ reads the instance, though a descriptor serves it.
+    klass = (_class_attrs(base) | _EXEMPT) - {"__dict__"}
 
     def __getattribute__(self: Any, name: str) -> Any:
         if name not in klass:

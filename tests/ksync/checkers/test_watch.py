@@ -96,6 +96,12 @@ def test_any_attribute_read_after_free_is_a_use_after_free(mode, kind, op):
         assert use_then_free(mode, seed, FACTORIES[kind], READS[op]).reports == []
 
 
+def test_reading_the_dict_of_a_freed_object_is_a_use():
+    rt = free_then("controlled", 0, Plain, lambda o: vars(o))
+    assert kinds(rt) == ["use-after-free"]
+    assert "at addr obj.__dict__ by task reader/" in rt.reports[0].text
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", ["plain", "dataclass", "slots"])
 @pytest.mark.parametrize("op", sorted(WRITES))
