@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from ksync import events as ev
 
+from .max_guest_memory import stall_bound
+
 MMU_LOCK = "kvm->mmu_lock"
 
 
@@ -91,6 +93,5 @@ def latency_finding(scenario: str, params: dict, trace: list[tuple] | None) -> i
     """
     if scenario != "max_guest_memory" or trace is None:
         return None
-    from .max_guest_memory import stall_bound
     stall = max_read_hold_while_writer_waits(trace)
     return stall if stall > stall_bound(params["gib"], params["pages_per_gib"]) else None

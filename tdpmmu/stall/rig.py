@@ -37,6 +37,7 @@ from typing import Any
 
 import ksync
 from ksync import Completion
+from workqueue import Work, flush_workqueue, queue_work
 
 from ..kvm import Kvm
 from ..memslot import KVM_MEM_LOG_DIRTY_PAGES
@@ -173,7 +174,6 @@ class StallRig:
         so the measured drop does not pay for creating a thread."""
         if self.kvm.zap_wq is None:
             return
-        from workqueue import Work, flush_workqueue, queue_work
         queue_work(self.kvm.zap_wq, Work(_noop, name="stall warm-up"))
         flush_workqueue(self.kvm.zap_wq)
 
@@ -275,7 +275,6 @@ class StallRig:
         self._go.complete()
         self._dropped.wait()
         if self.kvm.zap_wq is not None:
-            from workqueue import flush_workqueue
             flush_workqueue(self.kvm.zap_wq)
         self._settle()
         if self._drop_ns is None:
