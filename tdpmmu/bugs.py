@@ -132,6 +132,100 @@ CATALOGUE: tuple[Bug, ...] = (
         "Zapping top-level entries first tears down 512 GiB subtrees in one step. No "
         "yield is possible inside a step, so the RCU read section and the lock hold grow "
         "with guest memory."),
+    # ---- grown from upstream fixes to tdp_mmu.c / mmu.c (issue 15) ----
+    Bug("root-not-freed-after-yield",
+        "the root iterator drops its reference without freeing a root it was the last user of",
+        "KVM: x86/mmu: Ensure TDP MMU roots are freed after yield (5.11): the yield-safe "
+        "root iterator put the previous root with a bare decrement, so a root whose last "
+        "reference it held was never freed",
+        "warn", "root_reload_storm",
+        "Enabling dirty logging walks every valid root under mmu_lock for read, holding a "
+        "reference to the root it is on. A vCPU reloading its MMU puts its own reference to "
+        "that root meanwhile, so the walker's put is the last one. The walker only "
+        "decrements: the root stays on tdp_mmu_roots at count zero, unreachable and never "
+        "freed, and teardown WARNs about roots and page-table pages left at uninit.",
+        zap="sync", params=(("reloads", 8), ("toggles", 8))),
+    Bug("fault-on-invalid-root",
+        "a page fault installs SPTEs in a root that a memslot update has just invalidated",
+        "KVM: x86/mmu: Retry page fault if root is invalidated by memslot update (5.16): "
+        "is_page_fault_stale() checks is_obsolete_sp() on the vCPU's root after taking "
+        "mmu_lock",
+        "warn", "memslot_churn",
+        "A vCPU passes its request check and faults. Before it takes mmu_lock, a memslot "
+        "delete invalidates every root and the worker zaps the vCPU's root past the faulting "
+        "gfn. The fault does not notice the root is invalid and maps the gfn into it. When "
+        "the vCPU drops the root its last put frees it while it still maps memory (WARN), "
+        "and the page tables under it leak."),
+    Bug("zap-all-skips-top-level-sptes",
+        "zapping a whole root skips top-level entries that reach past the host's MAXPHYADDR",
+        "KVM: x86/mmu: Don't leak non-leaf SPTEs when zapping all SPTEs (5.16): the "
+        "zap-all flows passed the host's max gfn as the end, and non-leaf SPTEs whose range "
+        "went past it were not zapped",
+        "warn", "teardown",
+        "The VM uses 5-level paging on a host with 46 physical address bits: one top-level "
+        "entry covers 256 TiB, more than the host can address. The zap of a root clears "
+        "everything below the top level, then leaves the top-level entry and its 512 GiB "
+        "tables linked. The root is freed still pointing at them (WARN) and teardown finds "
+        "page-table pages left.",
+        zap="sync", params=(("root_level", 5),)),
+    Bug("root-iter-filters-address-space",
+        "zapping invalidated roots visits only address space 0, leaving SMM roots behind",
+        "KVM: x86/mmu: Do not filter address spaces in for_each_tdp_mmu_root_yield_safe() "
+        "(6.6): kvm_tdp_mmu_zap_invalidated_roots() must see the roots of every address "
+        "space",
+        "warn", "teardown",
+        "Under the 6.6 scheme the MMU holds its own reference to every valid root until "
+        "the root is invalidated and zapped. The zap of invalidated roots walks address "
+        "space 0 only, so an SMM vCPU's root keeps the MMU's reference forever. At uninit "
+        "the same walk skips it again, and kvm_mmu_uninit_tdp_mmu() WARNs about the root "
+        "and its page tables.",
+        zap="preserve"),
+    Bug("zap-invalidated-assumes-reference",
+        "the zap of invalidated roots puts a reference on every invalid root, including "
+        "ones it never took",
+        "KVM: x86/mmu: Zap invalidated roots via asynchronous worker (5.18) fixed the "
+        "latent issue that kvm_tdp_mmu_zap_invalidated_roots() assumed it owned a "
+        "reference to all invalid roots; only the roots the invalidation gifted may be put",
+        "use-after-free", "memslot_churn",
+        "A vCPU that finished its work keeps the root it last loaded; a memslot delete "
+        "invalidates it, and the zap puts only the reference the invalidation took. The next "
+        "memslot change walks every invalid root and puts one reference on each, including "
+        "that one: it steals the vCPU's reference and frees the root under it. The vCPU's own "
+        "put at teardown touches freed memory.",
+        zap="sync", params=(("halted_vcpus", 1),)),
+    Bug("plain-store-of-volatile-spte",
+        "clearing the dirty log write-protects SPTEs with plain stores under mmu_lock for write",
+        "KVM: x86/mmu: Use atomic XCHG to write TDP MMU SPTEs with volatile bits (5.19): "
+        "a fast page fault changes writable/dirty bits without mmu_lock, so even the "
+        "write-locked paths must update such SPTEs atomically",
+        "data-race", "dirty_log",
+        "KVM_GET_DIRTY_LOG write-protects the harvested gfns under mmu_lock for write with "
+        "a read and a plain store. A vCPU's fast page fault, which takes no lock, sets the "
+        "writable and dirty bits of the same SPTE with a compare-exchange between the read "
+        "and the store, and the store throws its update away: a dirty page the next harvest "
+        "misses. The race detector sees the plain store and the compare-exchange unordered."),
+    Bug("iter-advances-after-restart",
+        "after yielding, the TDP iterator restarts at the root and then steps past the entry",
+        "KVM: x86/mmu: Don't advance iterator after restart due to yielding (5.15): "
+        "tdp_iter_next() after a restart skipped the top-level SPTE and everything under it",
+        "use-after-free", "mmu_notifier",
+        "A host unmap spans two 2M regions. Its zap yields mmu_lock at the second one and "
+        "restarts from the root, but the next step moves past the whole top-level entry. "
+        "The rest of the range is never zapped; the host frees those pages while SPTEs still "
+        "map them, and the next touch of those mappings is an access to freed memory.",
+        params=(("pages_per_gib", 1024), ("unmap_pages", 1024))),
+    Bug("notifier-unmap-without-root-ref",
+        "the mmu notifier's unmap walks the roots without holding references while it yields",
+        "KVM: x86/mmu: Use yield-safe TDP MMU root iter in MMU notifier unmapping (5.15): "
+        "the unmap zapped with yielding allowed but walked the roots with the iterator that "
+        "takes no reference",
+        "use-after-free", "teardown",
+        "A host unmap across a 2M boundary zaps a vCPU's root and yields mmu_lock between "
+        "the two regions. The vCPU reloads meanwhile and puts the root's last reference: the "
+        "root is unlinked, zapped and freed after a grace period. The unmap retakes mmu_lock "
+        "and carries on walking the freed root.",
+        zap="sync", strategy="pct",
+        params=(("vcpus", 4), ("unmap_offset", 508), ("unmap_pages", 8))),
 )
 
 BY_NAME = {b.name: b for b in CATALOGUE}

@@ -40,7 +40,12 @@ def is_page_fault_stale(vcpu: Vcpu, seq: int) -> bool:
     """Kernel: is_page_fault_stale() — the root went away or the host is invalidating."""
     kvm = vcpu.kvm
     root = vcpu.root
-    if root is None or root.invalid or vcpu.root_gen != kvm.mmu_valid_gen:
+    if root is None:
+        return True
+    # Checked under mmu_lock: invalidation takes it for write, so a root seen
+    # valid here stays valid until the fault has installed its SPTE.
+    if (root.invalid or vcpu.root_gen != kvm.mmu_valid_gen) and \
+            not kvm.bug("fault-on-invalid-root"):
         return True
     return kvm.mmu_invalidate_in_progress > 0 or kvm.mmu_invalidate_seq != seq
 

@@ -64,7 +64,8 @@ class TdpIter:
 
     __slots__ = ("root", "root_level", "min_level", "end", "path", "level", "gfn",
                  "page", "index", "old_spte", "next_last_level_gfn", "yielded_gfn",
-                 "yielded", "valid", "_started", "_skip_absent", "_may_skip")
+                 "yielded", "valid", "_started", "_skip_absent", "_may_skip",
+                 "_skip_restarted")
 
     def __init__(self, root, min_level, start, end, skip_absent=False):
         if not PG_LEVEL_4K <= min_level <= root.level:
@@ -79,6 +80,7 @@ class TdpIter:
         self._started = False
         self._skip_absent = skip_absent
         self._may_skip = False
+        self._skip_restarted = False
         self.restart()
         if self.next_last_level_gfn >= self.end:
             # An empty range must not visit the entries that cover ``start``.
@@ -162,6 +164,10 @@ class TdpIter:
         self._may_skip = False
         if self.yielded:
             self.restart()
+            if self._skip_restarted and not self._try_step_side():
+                # The 5.15 bug: the restart was followed by an ordinary step,
+                # past the top-level entry and everything under it.
+                self.valid = False
             return
         if self._try_step_down():
             return
@@ -200,6 +206,7 @@ class TdpIter:
             return False
         if should_yield(flush):
             self.yielded = True
+            self._skip_restarted = getattr(should_yield, "restart_skips", False)
         else:
             self._may_skip = self._skip_absent
         return self.yielded

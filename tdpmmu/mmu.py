@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from ksync import lockdep_assert_held, rcu_read_lock, rcu_read_unlock
 
 from .memslot import KVM_MEM_LOG_DIRTY_PAGES, Memslot
-from .pagetable import iter_leaf_mappings, split_huge_pages, write_protect_range
+from .pagetable import iter_leaf_mappings, split_huge_pages, walk_to, write_protect_range
 from .root import for_each_root_yield_safe, invalidate_all_roots, zap_invalidated_roots
-from .spte import spte_pfn
+from .spte import PRESENT, WRITABLE, is_leaf, spte_pfn
 from .vcpu import KVM_REQ_MMU_FREE_OBSOLETE_ROOTS
-from .zapper import IterYield, zap_gfn_range
+from .zapper import IterYield, note_spte_writes, zap_gfn_range
 
 if TYPE_CHECKING:
     from .kvm import Kvm
@@ -110,8 +110,14 @@ def mmu_notifier_invalidate_range(kvm: Kvm, as_id: int, start: int, end: int) ->
         kvm.mmu_invalidate_in_progress += 1
         flush = False
         only_valid = kvm.bug("skip-invalid-roots-on-notifier")
-        for root in for_each_root_yield_safe(kvm, shared=False, only_valid=only_valid,
-                                             as_id=as_id):
+        if kvm.bug("notifier-unmap-without-root-ref"):
+            # The bug (5.15): the plain list walk holds no reference, yet the
+            # zap may drop mmu_lock, during which the root can be freed.
+            roots = [r for r in kvm.tdp_mmu_roots if r.role.as_id == as_id]
+        else:
+            roots = for_each_root_yield_safe(kvm, shared=False, only_valid=only_valid,
+                                             as_id=as_id)
+        for root in roots:
             flush = zap_gfn_range(kvm, root, start, end, shared=False, flush=flush) or flush
         if flush:
             kvm.flush_remote_tlbs()
@@ -199,14 +205,32 @@ def get_dirty_log(kvm: Kvm, slot_id: int, as_id: int = 0) -> list[int]:
                         continue
                     rcu_read_lock()
                     try:
-                        for lo, hi in _runs(dirty):
-                            write_protect_range(root.page, lo, hi, shared=False)
+                        if kvm.bug("plain-store-of-volatile-spte"):
+                            _wrprot_plain(root, dirty)
+                        else:
+                            # Atomic even under the write lock: a fast page
+                            # fault may set W/D in these SPTEs without mmu_lock.
+                            note_spte_writes(root, atomic=True)
+                            for lo, hi in _runs(dirty):
+                                write_protect_range(root.page, lo, hi, shared=False)
                     finally:
                         rcu_read_unlock()
             finally:
                 kvm.mmu_lock.write_unlock()
             kvm.flush_remote_tlbs()
     return dirty
+
+
+def _wrprot_plain(root, gfns: list[int]) -> None:
+    """The ``plain-store-of-volatile-spte`` bug: write-protect each gfn's leaf with a
+    read and a plain store (kernel before 5.19: WRITE_ONCE under the write lock),
+    which loses a writable/dirty update a lockless fast page fault makes between them."""
+    note_spte_writes(root, atomic=False)
+    for gfn in gfns:
+        page, i = walk_to(root.page, gfn)[-1]
+        old = page.read(i)
+        if old & PRESENT and is_leaf(old, page.level):
+            page.write(i, old & ~WRITABLE)
 
 
 def _runs(gfns: list[int]) -> list[tuple[int, int]]:

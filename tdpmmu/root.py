@@ -237,7 +237,12 @@ def next_root(kvm: Kvm, prev: Root | None, shared: bool, only_valid: bool) -> Ro
                 break
             i += 1
     if prev is not None:
-        put_root(kvm, prev, shared)
+        if kvm.bug("root-not-freed-after-yield"):
+            # The bug (5.11): a bare decrement.  If the walker held the last
+            # reference nobody frees the root: it stays listed at count zero.
+            prev.tdp_mmu_root_count.dec_and_test()
+        else:
+            put_root(kvm, prev, shared)
     return nxt
 
 
@@ -333,13 +338,24 @@ def zap_invalidated_roots(kvm: Kvm) -> None:
         return
     kvm.mmu_lock.read_lock()
     try:
+        if kvm.zap == "sync" and kvm.bug("zap-invalidated-assumes-reference"):
+            # The bug (the latent 5.17 issue): every invalid root is taken to
+            # hold a reference gifted by the invalidation, even one invalidated
+            # by an earlier fast zap whose gift was already put.
+            kvm.sync_invalidated.clear()
+            for root in [r for r in kvm.tdp_mmu_roots if r.invalid]:
+                zapper.tdp_mmu_zap_root(kvm, root, True)
+                put_root(kvm, root, True)
+            return
         if kvm.zap == "sync":
             while kvm.sync_invalidated:
                 root = kvm.sync_invalidated.pop(0)
                 zapper.tdp_mmu_zap_root(kvm, root, True)
                 put_root(kvm, root, True)
             return
-        for root in for_each_root_yield_safe(kvm, shared=True):
+        # Every address space: an SMM root holds the MMU's reference too.
+        as_id = 0 if kvm.bug("root-iter-filters-address-space") else None
+        for root in for_each_root_yield_safe(kvm, shared=True, as_id=as_id):
             if not root.scheduled_to_zap:
                 continue
             root.scheduled_to_zap = False

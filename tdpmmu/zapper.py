@@ -18,6 +18,7 @@ import ksync
 from ksync import rcu_read_lock, rcu_read_unlock
 
 from .pagetable import zap_range, zap_root
+from .spte import PG_LEVEL_1G
 from .zap import _zap_root_pass, _ZapCtx
 
 if TYPE_CHECKING:
@@ -37,9 +38,11 @@ class IterYield:
     long ``mmu_lock`` was held between yields (what other vCPUs wait behind).
     """
 
-    __slots__ = ("kvm", "shared", "flush", "since", "max_hold_ns", "yields", "no_yield")
+    __slots__ = ("kvm", "shared", "flush", "since", "max_hold_ns", "yields", "no_yield",
+                 "restart_skips", "root")
 
-    def __init__(self, kvm: Kvm, shared: bool, flush: bool = False) -> None:
+    def __init__(self, kvm: Kvm, shared: bool, flush: bool = False,
+                 root: Root | None = None) -> None:
         self.kvm = kvm
         self.shared = shared
         self.flush = flush
@@ -47,6 +50,12 @@ class IterYield:
         self.max_hold_ns = 0
         self.yields = 0
         self.no_yield = kvm.bug("zap-without-yield")
+        # Read by TdpIter.cond_resched(): the iterator steps past the entry it
+        # restarts at (the 5.15 bug "iter-advances-after-restart").
+        self.restart_skips = kvm.bug("iter-advances-after-restart")
+        # The root the walk resumes in once mmu_lock is back: its page is read
+        # again, so a root freed meanwhile is an access to freed memory.
+        self.root = root
 
     def __call__(self, owed: bool = False) -> bool:
         if self.no_yield:
@@ -68,6 +77,8 @@ class IterYield:
             ksync.cond_resched()
             lock.write_lock()
         rcu_read_lock()
+        if self.root is not None:
+            ksync.check_access(self.root, "spt")
         self.since = time.perf_counter_ns()
         self.yields += 1
         return True
@@ -80,6 +91,18 @@ class IterYield:
     def finish(self) -> None:
         self._note_hold()
         self.kvm.stats.note_hold(self.max_hold_ns)
+
+
+#: The host's physical address width in the model (a common server value),
+#: and the first gfn past it: kernel tdp_mmu_max_gfn_exclusive() /
+#: shadow_phys_bits.  Only ``zap-all-skips-top-level-sptes`` looks at it.
+HOST_PHYS_BITS = 46
+HOST_MAX_GFN = 1 << (HOST_PHYS_BITS - 12)
+
+
+def _top_level_span(level: int) -> int:
+    """Gfns one entry of a level-``level`` root covers (512 GiB at 4, 256 TiB at 5)."""
+    return 1 << (9 * (level - 1))
 
 
 def note_spte_writes(root: Root, atomic: bool) -> None:
@@ -115,7 +138,15 @@ def tdp_mmu_zap_root(kvm: Kvm, root: Root, shared: bool, can_yield: bool = True)
     should_yield = y if can_yield else None
     rcu_read_lock()
     try:
-        if kvm.bug("zap-root-in-one-pass"):
+        if kvm.bug("zap-all-skips-top-level-sptes") and \
+                _top_level_span(root.page.level) > HOST_MAX_GFN:
+            # The bug (5.16): "zap all" ended at the host's max gfn, and a
+            # non-leaf entry reaching past the end was left alone.  Only the
+            # 1G pass runs; the top-level entries keep their tables linked.
+            ctx = _ZapCtx(root.page.alloc, shared, kvm.free_sp)
+            _zap_root_pass(root.page, PG_LEVEL_1G, ctx, should_yield)
+            res = ctx.result()
+        elif kvm.bug("zap-root-in-one-pass"):
             # The bug: top-level entries only, so one step tears down a
             # whole 512G subtree and no yield can come between its 1G parts.
             ctx = _ZapCtx(root.page.alloc, shared, kvm.free_sp)
@@ -146,7 +177,7 @@ def zap_gfn_range(kvm: Kvm, root: Root, start: int, end: int, shared: bool,
     Context: ``mmu_lock`` held.  Returns whether a TLB flush is now owed.
     """
     ksync.check_access(root, "spt")
-    y = IterYield(kvm, shared, flush)
+    y = IterYield(kvm, shared, flush, root)
     rcu_read_lock()
     try:
         res = zap_range(root.page, start, end, shared, on_free_page=kvm.free_sp,

@@ -54,11 +54,15 @@ def prefault_4k(kvm: Kvm, vcpu, slot, pages_per_gib: int, writable: bool = True)
 
 
 @scenario("max_guest_memory", "a big 4K-populated root dropped by a vCPU while the host unmaps",
-          vcpus=2, gib=16, pages_per_gib=512, invalidations=3, variant=0)
+          vcpus=2, gib=16, pages_per_gib=512, invalidations=3, variant=0,
+          unmap_pages=UNMAP_PAGES)
 def max_guest_memory(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int,
-                     pages_per_gib: int, invalidations: int, variant: int) -> None:
+                     pages_per_gib: int, invalidations: int, variant: int,
+                     unmap_pages: int) -> None:
+    """``unmap_pages`` is the size of each host unmap: past 512 it crosses a 2M
+    boundary, where the unmap's zap may yield mmu_lock."""
     check_positive("max_guest_memory", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib,
-                   invalidations=invalidations)
+                   invalidations=invalidations, unmap_pages=unmap_pages)
     if pages_per_gib > GIB_PAGES:
         raise ValueError(f"scenario max_guest_memory: pages_per_gib={pages_per_gib} exceeds "
                          f"the {GIB_PAGES} pages of a GiB")
@@ -81,7 +85,7 @@ def max_guest_memory(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int,
     ranges = []
     for _ in range(invalidations):
         g = rng.randrange(gib) * GIB_PAGES + rng.randrange(pages_per_gib)
-        ranges.append((rng.randrange(8) * 0.002, g, g + UNMAP_PAGES))
+        ranges.append((rng.randrange(8) * 0.002, g, g + unmap_pages))
     jobs.append((_host_unmaps, (kvm, dropping, ranges), "host"))
     run_all(jobs)
     kvm.destroy()

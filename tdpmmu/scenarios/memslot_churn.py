@@ -21,17 +21,23 @@ from .registry import scenario
 
 
 @scenario("memslot_churn", "memslots deleted, re-created and moved under faulting vCPUs",
-          vcpus=2, pages=16, rounds=2, dirty_logging=True, variant=0)
+          vcpus=2, pages=16, rounds=2, dirty_logging=True, variant=0, halted_vcpus=0)
 def memslot_churn(*, zap: str, bugs: frozenset[str], vcpus: int, pages: int,
-                  rounds: int, dirty_logging: bool, variant: int) -> None:
+                  rounds: int, dirty_logging: bool, variant: int, halted_vcpus: int) -> None:
     """Slot 0 stays; slot 1 is deleted and re-created, slot 2 moved between two bases,
     ``rounds`` times each; each vCPU touches all three areas ``rounds + 1`` times.
 
     With ``dirty_logging`` slot 0 logs dirty pages, so a vCPU's read then
     write of a page is a fast page fault: a lockless compare-exchange on
     whatever root the vCPU still has, possibly one the worker is zapping.
+
+    ``halted_vcpus`` more vCPUs touch one page and halt (HLT with nothing to
+    wake them): they handle no request, so each keeps the root it loaded,
+    invalid after the first fast zap, until the VM is destroyed.
     """
     check_positive("memslot_churn", vcpus=vcpus, pages=pages, rounds=rounds)
+    if not isinstance(halted_vcpus, int) or isinstance(halted_vcpus, bool) or halted_vcpus < 0:
+        raise ValueError(f"scenario memslot_churn: halted_vcpus={halted_vcpus!r} must be >= 0")
     rng = scenario_rng("memslot_churn", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     stable, churn, moved_a, moved_b = 0, 4 * pages, 8 * pages, 12 * pages
@@ -54,6 +60,9 @@ def memslot_churn(*, zap: str, bugs: frozenset[str], vcpus: int, pages: int,
     ops = []
     for r in range(rounds):
         ops += [("delete",), ("create",), ("move", moved_b if r % 2 == 0 else moved_a)]
+    for _ in range(halted_vcpus):
+        v = kvm.create_vcpu()
+        jobs.append((v.run, ([("touch", stable + rng.randrange(pages), 1, False)],), v.name))
     rng.shuffle(ops)
     jobs.append((_churn, (kvm, ops, pages, churn, rng.randrange(1, 4) * 0.005), "memslots"))
     run_all(jobs)

@@ -23,19 +23,23 @@ from ._common import check_positive, run_all, scenario_rng
 from .max_guest_memory import GIB_PAGES, prefault_4k
 from .registry import scenario
 
-UNMAP_PAGES = 8      # small: each freed host page is an object the checkers watch
+#: Pages one host unmap takes back by default: small, since each freed host
+#: page is an object the checkers watch.  ``unmap_pages`` of 1024 spans two
+#: 2M regions, so the unmap's zap reaches a point where it may yield.
+UNMAP_PAGES = 8
 
 
 @scenario("mmu_notifier", "host unmaps of gfn ranges racing zaps, faults and lockless walks",
-          vcpus=2, gib=4, pages_per_gib=512, touches=3, unmaps=3, flips=1, variant=0)
+          vcpus=2, gib=4, pages_per_gib=512, touches=3, unmaps=3, flips=1, variant=0,
+          unmap_pages=UNMAP_PAGES)
 def mmu_notifier(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int, pages_per_gib: int,
-                 touches: int, unmaps: int, flips: int, variant: int) -> None:
+                 touches: int, unmaps: int, flips: int, variant: int, unmap_pages: int) -> None:
     """Slot 0 spans ``gib`` GiB, ``pages_per_gib`` of each mapped 4K read-only up front;
     each vCPU reads then writes ``touches`` of those pages per GiB; the host unmaps
-    ``UNMAP_PAGES`` around a mapped page ``unmaps`` times; a memslot thread deletes and
+    ``unmap_pages`` around a mapped page ``unmaps`` times; a memslot thread deletes and
     re-creates slot 1 ``flips`` times, each invalidating every root."""
     check_positive("mmu_notifier", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib,
-                   touches=touches, unmaps=unmaps, flips=flips)
+                   touches=touches, unmaps=unmaps, flips=flips, unmap_pages=unmap_pages)
     rng = scenario_rng("mmu_notifier", variant)
     kvm = Kvm(zap=zap, bugs=bugs)
     slot = set_memory_region(kvm, 0, 0, gib * GIB_PAGES, KVM_MEM_LOG_DIRTY_PAGES)
@@ -53,9 +57,9 @@ def mmu_notifier(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int, pages_
         rng.shuffle(gfns)
         jobs.append((_vcpu, (v, gfns), v.name))
     plan = [(rng.randrange(1, 8) * 0.005,
-             rng.randrange(gib) * GIB_PAGES + rng.randrange(mapped) // UNMAP_PAGES * UNMAP_PAGES)
+             rng.randrange(gib) * GIB_PAGES + rng.randrange(mapped) // unmap_pages * unmap_pages)
             for _ in range(unmaps)]
-    jobs.append((_host_unmaps, (kvm, plan), "host"))
+    jobs.append((_host_unmaps, (kvm, plan, unmap_pages), "host"))
     gaps = [rng.randrange(1, 6) * 0.005 for _ in range(flips)]
     jobs.append((_slot_flips, (kvm, scratch, gaps), "memslots"))
     run_all(jobs)
@@ -69,11 +73,11 @@ def _vcpu(vcpu, gfns: list[int]) -> None:
         vcpu.access(gfn, write=True)
 
 
-def _host_unmaps(kvm: Kvm, plan: list[tuple[float, int]]) -> None:
+def _host_unmaps(kvm: Kvm, plan: list[tuple[float, int]], npages: int) -> None:
     """The host reclaiming a few pages the guest uses (mmu notifier unmap)."""
     for delay_ms, start in plan:
         ksync.msleep(delay_ms)
-        mmu_notifier_invalidate_range(kvm, 0, start, start + UNMAP_PAGES)
+        mmu_notifier_invalidate_range(kvm, 0, start, start + npages)
 
 
 def _slot_flips(kvm: Kvm, base: int, gaps: list[float]) -> None:

@@ -11,6 +11,10 @@ and closes its reference.  The creator and a host thread drop theirs at
 seeded moments; whoever drops the last reference destroys the VM, often
 while those zaps are still queued or running.
 
+``root_level=5`` gives the VM 5-level paging, where a top-level entry
+reaches past a 46-bit host's physical address space (the case behind
+``zap-all-skips-top-level-sptes``).
+
 ``zap_wq="system"`` (async only) runs the seed's first version, whose zaps
 go to system_wq, each holding a VM reference: there the last reference
 may be the zap worker's, and the VM is destroyed on a kworker.
@@ -28,14 +32,24 @@ from .registry import scenario
 
 
 @scenario("teardown", "the VM destroyed while root zaps are still queued",
-          vcpus=2, gib=8, pages_per_gib=512, variant=0, zap_wq="kvm")
+          vcpus=2, gib=8, pages_per_gib=512, variant=0, zap_wq="kvm", root_level=4, unmap_pages=4,
+          unmap_offset=0)
 def teardown(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int,
-             pages_per_gib: int, variant: int, zap_wq: str) -> None:
+             pages_per_gib: int, variant: int, zap_wq: str, root_level: int,
+             unmap_pages: int, unmap_offset: int) -> None:
     """``vcpus`` vCPUs with distinct root roles fill their root, reload and close
-    their VM reference; the last put destroys the VM."""
-    check_positive("teardown", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib)
+    their VM reference; the last put destroys the VM.  ``root_level`` 5 runs the
+    VM with 5-level paging (one top-level entry then spans 256 TiB); the host
+    unmaps ``unmap_pages`` pages from ``unmap_offset`` pages into a GiB (a
+    range across a 2M boundary, such as 8 pages from 508, lets the unmap's
+    zap yield between the two 2M regions)."""
+    check_positive("teardown", vcpus=vcpus, gib=gib, pages_per_gib=pages_per_gib,
+                   unmap_pages=unmap_pages)
+    if not isinstance(unmap_offset, int) or not 0 <= unmap_offset < GIB_PAGES:
+        raise ValueError(f"scenario teardown: unmap_offset={unmap_offset!r} must be in "
+                         f"[0, {GIB_PAGES})")
     rng = scenario_rng("teardown", variant)
-    kvm = Kvm(zap=zap, bugs=bugs, zap_wq=zap_wq)
+    kvm = Kvm(zap=zap, bugs=bugs, zap_wq=zap_wq, root_level=root_level)
     slots = {as_id: set_memory_region(kvm, 0, 0, gib * GIB_PAGES, as_id=as_id)
              for as_id in (0, 1)}
     jobs = []
@@ -48,8 +62,9 @@ def teardown(*, zap: str, bugs: frozenset[str], vcpus: int, gib: int,
         jobs.append((_vcpu_then_close, (kvm, v, slots[v.as_id], pages_per_gib, probe), v.name))
     kvm.get()                         # the host's mmu notifier registration
     start = rng.randrange(gib) * GIB_PAGES
-    jobs.append((_host_unmap_then_close, (kvm, start, start + 4, rng.randrange(4) * 0.005),
-                 "host"))
+    start = start + unmap_offset
+    jobs.append((_host_unmap_then_close, (kvm, start, start + unmap_pages,
+                                          rng.randrange(4) * 0.005), "host"))
     jobs.append((_close_vm_fd, (kvm, rng.randrange(4) * 0.005), "close-vm"))
     run_all(jobs)
 
