@@ -5,6 +5,10 @@ Runs every scenario in every zap generation over consecutive seeds, each
 seed also picking the scenario's program (``variant=seed``); random
 strategy, ``--pct-share`` of the runs use PCT instead; in ``--jobs``
 processes, and counts runs with any report or model error — zero expected.
+Besides each scenario's defaults, the plan covers every set of scenario
+parameters a catalogue entry brings (``Bug.params``: the knobs under which a
+bug shows, e.g. ``teardown`` with ``root_level=5``), without the bug, in
+every generation that accepts them (``--no-bug-params`` leaves them out).
 
     python tools/clean_campaign.py --runs 10000 --jobs 2 [--json]
 
@@ -21,28 +25,55 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from tdpmmu.bugs import CATALOGUE
 from tdpmmu.harness import run_scenario
 from tdpmmu.kvm import ZAP_MODES
 from tdpmmu.scenarios import SCENARIOS
 
+Params = tuple[tuple[str, object], ...]
 
-def _chunk(args: tuple[list[tuple[str, str, int, str]]]) -> list[tuple]:
+
+def _chunk(args: tuple[list[tuple[str, str, Params, int, str]]]) -> list[tuple]:
     (items,) = args
     out = []
-    for name, zap, seed, strategy in items:
+    for name, zap, params, seed, strategy in items:
         t0 = time.perf_counter()
-        r = run_scenario(name, zap=zap, seed=seed, strategy=strategy, params={"variant": seed})
-        out.append((name, zap, seed, strategy, r.kinds(), r.steps, time.perf_counter() - t0,
+        r = run_scenario(name, zap=zap, seed=seed, strategy=strategy,
+                         params={"variant": seed, **dict(params)})
+        out.append((name, zap, params, seed, strategy, r.kinds(), r.steps,
+                    time.perf_counter() - t0,
                     (r.reports[0].title if r.reports else r.error.splitlines()[-1:])))
     return out
 
 
-def plan(runs: int, first_seed: int, pct_share: float) -> list[tuple[str, str, int, str]]:
-    """Round-robin over (scenario, zap) so that any prefix covers them all evenly."""
-    combos = [(n, z) for n in SCENARIOS for z in ZAP_MODES]
+def combos(bug_params: bool = True) -> list[tuple[str, str, Params]]:
+    """(scenario, zap, params): every scenario and generation at its defaults, then each
+    distinct ``Bug.params`` set in every generation that accepts it."""
+    out = [(n, z, ()) for n in SCENARIOS for z in ZAP_MODES]
+    if bug_params:
+        seen = set()
+        for b in CATALOGUE:
+            key = (b.scenario, b.params)
+            if not b.params or key in seen:
+                continue
+            seen.add(key)
+            # zap_wq=system exists only in the async generation (kvm.ZAP_WQS).
+            zaps = ("async",) if dict(b.params).get("zap_wq") == "system" else ZAP_MODES
+            out += [(b.scenario, z, b.params) for z in zaps]
+    return out
+
+
+def plan(runs: int, first_seed: int, pct_share: float,
+         bug_params: bool = True) -> list[tuple[str, str, Params, int, str]]:
+    """Round-robin over the combos so that any prefix covers them all evenly."""
+    cs = combos(bug_params)
     every = round(1 / pct_share) if pct_share > 0 else 0
-    return [(*combos[i % len(combos)], first_seed + i,
+    return [(*cs[i % len(cs)], first_seed + i,
              "pct" if every and i % every == every - 1 else "random") for i in range(runs)]
+
+
+def _label(name: str, params: Params) -> str:
+    return name + "".join(f" {k}={v}" for k, v in params)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,25 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pct-share", type=float, default=0.0,
                    help="fraction of runs under the PCT strategy (0 = all random)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-bug-params", dest="bug_params", action="store_false",
+                   help="only each scenario's default parameters")
     a = p.parse_args(argv)
     if a.runs < 1 or a.jobs < 1 or not 0 <= a.pct_share <= 1:
         p.error("--runs and --jobs must be positive, --pct-share in [0, 1]")
-    items = plan(a.runs, a.first_seed, a.pct_share)
+    items = plan(a.runs, a.first_seed, a.pct_share, a.bug_params)
     chunks = [items[i:i + 50] for i in range(0, len(items), 50)]
     t0 = time.perf_counter()
     per = collections.defaultdict(lambda: [0, 0, 0, 0.0])   # runs, dirty, steps, seconds
     findings = []
     with ProcessPoolExecutor(a.jobs) as ex:
         for res in ex.map(_chunk, [(c,) for c in chunks]):
-            for name, zap, seed, strategy, kinds, steps, secs, what in res:
-                row = per[(name, zap)]
+            for name, zap, params, seed, strategy, kinds, steps, secs, what in res:
+                row = per[(_label(name, params), zap)]
                 row[0] += 1
                 row[2] += steps
                 row[3] += secs
                 if kinds:
                     row[1] += 1
-                    findings.append({"scenario": name, "zap": zap, "seed": seed,
-                                     "strategy": strategy, "kinds": kinds, "what": what})
+                    findings.append({"scenario": name, "zap": zap, "params": dict(params),
+                                     "seed": seed, "strategy": strategy, "kinds": kinds,
+                                     "what": what})
     wall = time.perf_counter() - t0
     total = sum(r[0] for r in per.values())
     doc = {"runs": total, "runs_with_reports": len(findings), "wall_seconds": round(wall, 1),
@@ -84,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(doc, indent=1))
     else:
         for row in doc["per_scenario"]:
-            print(f"{row['scenario']:18} {row['zap']:9} runs {row['runs']:6} dirty {row['dirty']:3} "
+            print(f"{row['scenario']:58} {row['zap']:9} runs {row['runs']:6} dirty {row['dirty']:3} "
                   f"steps {row['mean_steps']:6} {row['mean_ms']:7.1f} ms/run")
         print(f"{total} runs, {len(findings)} with reports, {wall:.0f} s wall "
               f"({doc['runs_per_second']} runs/s, {a.jobs} jobs)")
