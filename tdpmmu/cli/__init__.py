@@ -40,7 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tdpmmu`` console script."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # All after `--` is the script's (run): split it off first, since argparse
+    # refuses `SCRIPT.py --seed 3 -- ARGS` (options between two positionals).
+    rest: list[str] | None = None
+    if "--" in argv:
+        i = argv.index("--")
+        argv, rest = argv[:i], argv[i + 1:]
     args = parser.parse_args(argv)
+    if rest is not None:
+        if not hasattr(args, "script_args"):
+            parser.error(f"`--` passes arguments to a script; {args.command or 'tdpmmu'} "
+                         "takes none")
+        args.script_args = [*args.script_args, *rest]
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -65,9 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Execute SCRIPT.py with a ksync runtime already entered on its main "
                     "thread, then print what the checkers reported and the schedule string "
                     "that replays the run (controlled mode). With --fuzz N, run it under N "
-                    "schedules as a campaign (as `tdpmmu fuzz` runs a scenario). When the "
-                    "script takes arguments, give the options before SCRIPT.py (all after "
-                    "`--` is the script's). Exit 0 clean, 1 reports or findings (or the "
+                    "schedules as a campaign (as `tdpmmu fuzz` runs a scenario). Arguments after "
+                    "`--` are the script's. Exit 0 clean, 1 reports or findings (or the "
                     "script raised), 2 bad usage.")
     p.add_argument("script", metavar="SCRIPT.py", help="the Python script to run")
     p.add_argument("script_args", nargs="*", metavar="ARGS",

@@ -8,6 +8,8 @@ import pytest
 
 from tdpmmu.cli import main
 
+from .util import exit_code
+
 UAF = textwrap.dedent("""
     import ksync
     rt = ksync.current_runtime()
@@ -70,6 +72,11 @@ def test_run_reports_a_read_of_a_freed_plain_object(script, capsys, mode):
 def test_run_reports_an_unlocked_update_of_a_shared_object_and_not_a_locked_one(
         script, capsys, seed):
     path = script(RACE)
-    assert main(["run", "--seed", str(seed), path, "--", "unlocked"]) == 1
+    assert main(["run", path, "--seed", str(seed), "--", "unlocked"]) == 1
     assert "data-race" in capsys.readouterr().out
     assert main(["run", "--seed", str(seed), path, "--", "locked"]) == 0
+
+
+def test_double_dash_is_refused_by_a_command_that_runs_no_script(capsys):
+    assert exit_code(["bugs", "--", "x"]) == 2
+    assert "takes none" in capsys.readouterr().err
