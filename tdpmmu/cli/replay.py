@@ -17,6 +17,7 @@ from ..teach.cli_options import (
     emit_teach_outputs,
     wants_trace,
 )
+from . import run as run_cmd
 from .common import (
     EXIT_CLEAN,
     EXIT_FOUND,
@@ -69,9 +70,36 @@ def _read_schedule(text: str) -> str:
     return text.strip()
 
 
-def _load_finding(path: str, args: argparse.Namespace) -> None:
+def _script_argv(d: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """The ``tdpmmu run`` command line that replays a script finding (``run --fuzz``)."""
+    argv = ["run", "--seed", str(int(d["seed"])), "--schedule", str(d["schedule"])]
+    if d.get("checks") is not None:
+        argv += ["--checks", ",".join(d["checks"]) or "none"]
+    if args.trace:
+        argv.append("--trace")
+    if args.timeline:
+        argv += ["--timeline", args.timeline]
+    if args.json:
+        argv.append("--json")
+    return [*argv, str(d["script"]), "--", *map(str, d.get("script_args", []))]
+
+
+def _replay_script(argv: list[str]) -> int:
+    """Replay a script finding through ``tdpmmu run``'s own parser and runner."""
+    parser = argparse.ArgumentParser(prog="tdpmmu")
+    run_cmd.register(parser.add_subparsers())
+    i = argv.index("--")
+    ns = parser.parse_args(argv[:i])
+    ns.script_args = [*ns.script_args, *argv[i + 1:]]
+    return int(ns.func(ns))
+
+
+def _load_finding(path: str, args: argparse.Namespace) -> list[str] | None:
+    """Fill ``args`` from a scenario finding; a script finding gives its run argv."""
     try:
         d: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+        if "script" in d:
+            return _script_argv(d, args)
         args.scenario, args.zap, args.bug = d["scenario"], d["zap"], list(d["bugs"])
         args.param = [f"{k}={v!r}" for k, v in d.get("params", {}).items()]
         args.checks = None if d.get("checks") is None else ",".join(d["checks"]) or "none"
@@ -80,11 +108,14 @@ def _load_finding(path: str, args: argparse.Namespace) -> None:
         raise UsageError(f"--finding {path}: cannot read it ({e.strerror})") from None
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"--finding {path}: not a saved finding ({e})") from None
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     if args.finding:
-        _load_finding(args.finding, args)
+        script_argv = _load_finding(args.finding, args)
+        if script_argv is not None:
+            return _replay_script(script_argv)
     if not args.scenario or args.schedule is None:
         raise UsageError("give --scenario and --schedule (with the run's --zap, --bug, "
                          "--param, --seed), or --finding FILE")

@@ -130,3 +130,16 @@ def test_bad_script_paths_are_one_line_and_exit_two(tmp_path, capsys, which, nee
     assert exit_code(["run", str(path), "--fuzz", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_replay_finding_of_a_script_campaign_replays_the_script(script, capsys):
+    path = script(ABBA, "abba.py")
+    assert main(["run", path, "--fuzz", "6", "--strategy", "random", "-j", "1", "-q"]) == 1
+    capsys.readouterr()
+    [campaign] = Path("tdpmmu-fuzz").iterdir()
+    saved = campaign / "findings" / "1.json"
+    finding = json.loads(saved.read_text())
+    assert main(["replay", "--finding", str(saved), "--json"]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["schedule"] == finding["schedule"]
+    assert [r["kind"] for r in d["reports"]] == [finding["kind"]]
