@@ -48,8 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the schedule string (thread ids, dots, xN repeats); @FILE reads it "
                         "from FILE")
     p.add_argument("--finding", metavar="FILE",
-                   help="a finding saved by `tdpmmu fuzz` (OUT/findings/N.json): replaces "
-                        "the scenario options, seed and schedule")
+                   help="a finding saved by `tdpmmu fuzz` or `tdpmmu run --fuzz` "
+                        "(OUT/findings/N.json): replaces the scenario (or script) options, "
+                        "seed and schedule")
     p.add_argument("--json", action="store_true",
                    help="print {reports: [{kind, title, text, ...}], schedule}")
     add_teach_options(p)
