@@ -3,11 +3,17 @@
 
 ``power``: for each catalogued bug (all but the ``latency`` ones, which
 ``tdpmmu stall`` shows) and each strategy, ``--campaigns`` campaigns run the
-bug's scenario (its zap generation, its ``Bug.params``, ``variant=seed``)
-over consecutive seeds until a run files the bug's expected kind, at most
-``--budget`` runs.  Campaign ``c`` starts at seed ``c * --stride``.  Printed
-per bug x strategy: the share of campaigns that found it and the median
-runs (schedules) to the first finding among those that did.
+bug's scenario (its zap generation, its ``Bug.params``) over consecutive
+seeds until a run files the bug's expected kind, at most ``--budget`` runs.
+Campaign ``c`` starts at seed ``c * --stride``.  ``--program default`` makes
+exactly the runs of ``tdpmmu fuzz --scenario S --zap Z --bug NAME --strategy
+X --seed c*stride``: the scenario's default program, and for a ``pct`` spec
+without ``k`` the k that ``tdpmmu fuzz`` measures (one random-walk run at the
+first seed); ``--program variant`` (the catalogue campaigns' way, as
+tools/bug_campaign.py) lets each seed pick the program too
+(``variant=seed``).  Printed per bug x strategy: the share of campaigns that
+found it and the median runs (schedules) to the first finding among those
+that did.
 
 ``clean``: the correct model, round-robin over every scenario and zap
 generation (as tools/clean_campaign.py), each strategy given the same seeds,
@@ -16,7 +22,8 @@ on.  Printed per strategy: runs, runs with a report (zero expected), mean
 decisions, and executions per second per worker (from each run's own time,
 so a slow minute of the machine weighs on every strategy alike).
 
-    python tools/strategy_power.py power --campaigns 100 --budget 500 --jobs 2
+    python tools/strategy_power.py power --campaigns 100 --budget 500 --program default
+    python tools/strategy_power.py power --campaigns 100 --budget 500 --program variant
     python tools/strategy_power.py clean --runs 2000 --strategy random --strategy portfolio
 
 A strategy is any ``ksync.Runtime(strategy=...)`` spec (``random``,
@@ -40,7 +47,7 @@ from ksync.errors import KsyncError
 from ksync.portfolio import PortfolioStrategy
 from ksync.strategy import make_strategy
 from tdpmmu.bugs import BY_NAME, CATALOGUE
-from tdpmmu.harness import run_scenario
+from tdpmmu.harness import estimate_steps, run_scenario
 from tdpmmu.kvm import ZAP_MODES
 from tdpmmu.scenarios import SCENARIOS
 
@@ -54,24 +61,30 @@ def _strategy(spec: str, seed: int) -> Any:
     return spec
 
 
-def _campaign(args: tuple[str, str, int, int]) -> tuple[str, str, int, bool, int, float]:
+def _campaign(args: tuple[str, str, int, int, bool]) -> tuple[str, str, int, bool, int, float]:
     """One campaign of bug ``name`` under ``spec``: runs until the expected kind, or the budget."""
-    name, spec, first_seed, budget = args
+    name, spec, first_seed, budget, vary = args
     bug = BY_NAME[name]
     t0 = time.perf_counter()
+    if not vary and spec.partition(":")[0] == "pct" and "k=" not in spec:
+        # What the fuzz runner does for PCT: k is one random-walk run's decisions.
+        k = estimate_steps(bug.scenario, zap=bug.zap, bugs=(name,), params=dict(bug.params),
+                           seed=first_seed)
+        spec = f"{spec}{',' if ':' in spec else ':'}k={k}"
     for i in range(budget):
         seed = first_seed + i
+        params = {"variant": seed, **dict(bug.params)} if vary else dict(bug.params)
         r = run_scenario(bug.scenario, zap=bug.zap, seed=seed, strategy=_strategy(spec, seed),
-                         bugs=(name,), params={"variant": seed, **dict(bug.params)},
-                         stacks=False)
+                         bugs=(name,), params=params, stacks=False)
         if bug.expected_kind in r.kinds():
-            return name, spec, first_seed, True, i + 1, time.perf_counter() - t0
-    return name, spec, first_seed, False, budget, time.perf_counter() - t0
+            return name, args[1], first_seed, True, i + 1, time.perf_counter() - t0
+    return name, args[1], first_seed, False, budget, time.perf_counter() - t0
 
 
 def power(a: argparse.Namespace) -> int:
     names = a.bug or [b.name for b in CATALOGUE if b.expected_kind != "latency"]
-    tasks = [(n, s, c * a.stride, a.budget) for c in range(a.campaigns)
+    vary = a.program == "variant"
+    tasks = [(n, s, c * a.stride, a.budget, vary) for c in range(a.campaigns)
              for n in names for s in a.strategy]
     found: dict[tuple[str, str], list[int]] = {(n, s): [] for n in names for s in a.strategy}
     runs: dict[tuple[str, str], int] = dict.fromkeys(found, 0)
@@ -88,7 +101,7 @@ def power(a: argparse.Namespace) -> int:
              "found": len(found[(n, s)]), "share": len(found[(n, s)]) / a.campaigns,
              "median_runs_to_first": (statistics.median(found[(n, s)])
                                       if found[(n, s)] else None),
-             "runs": runs[(n, s)], "seconds": round(secs[(n, s)], 1)}
+             "program": a.program, "runs": runs[(n, s)], "seconds": round(secs[(n, s)], 1)}
             for n in names for s in a.strategy]
     if a.json:
         print(json.dumps({"rows": rows, "wall_seconds": round(wall, 1)}, indent=1))
@@ -103,7 +116,7 @@ def _print_power(rows: list[dict[str, Any]], names: list[str], a: argparse.Names
     cell = {(r["bug"], r["strategy"]): r for r in rows}
     width = max(14, *(len(s) + 2 for s in a.strategy))
     print(f"share of {a.campaigns} campaigns finding the bug within {a.budget} runs, "
-          "median runs to the first finding")
+          f"median runs to the first finding ({a.program} program)")
     print(f"| {'bug':30} |" + "".join(f" {s:>{width}} |" for s in a.strategy))
     print(f"|{'-' * 32}|" + "".join(f"{'-' * (width + 1)}:|" for _ in a.strategy))
     for n in names:
@@ -184,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="seed distance between campaigns")
     pw.add_argument("--target", type=float, default=0.95,
                     help="share wanted of the first strategy")
+    pw.add_argument("--program", choices=("default", "variant"), default="default",
+                    help="default: the scenario's default program, as tdpmmu fuzz runs it; "
+                         "variant: each seed picks the program (variant=seed)")
     cl = sub.add_parser("clean", help="clean runs and executions/s, strategies side by side")
     cl.add_argument("--runs", type=int, default=2000, help="runs per strategy")
     cl.add_argument("--first-seed", type=int, default=0)
