@@ -16,7 +16,9 @@ found it and the median runs (schedules) to the first finding among those
 that did.
 
 ``clean``: the correct model, round-robin over every scenario and zap
-generation (as tools/clean_campaign.py), each strategy given the same seeds,
+generation, then every distinct ``Bug.params`` set of the catalogue in
+each generation that takes it, without the bug (the plan of
+tools/clean_campaign.py), ``variant=seed``, each strategy given the same seeds,
 side by side in one pool (chunks of the strategies alternate), every checker
 on.  Printed per strategy: runs, runs with a report (zero expected), mean
 decisions, and executions per second per worker (from each run's own time,
@@ -130,20 +132,39 @@ def _print_power(rows: list[dict[str, Any]], names: list[str], a: argparse.Names
     print(f"{total} runs, {wall:.0f} s wall, {a.jobs} jobs")
 
 
-def _clean_chunk(args: tuple[str, list[tuple[str, str, int]]]) -> tuple[str, list[tuple]]:
+Params = tuple[tuple[str, object], ...]
+
+
+def clean_combos(bug_params: bool = True) -> list[tuple[str, str, Params]]:
+    """(scenario, zap, params): each scenario and generation at its defaults, then each
+    distinct ``Bug.params`` set in every generation that takes it."""
+    out: list[tuple[str, str, Params]] = [(n, z, ()) for n in SCENARIOS for z in ZAP_MODES]
+    seen = set()
+    for b in CATALOGUE if bug_params else ():
+        if not b.params or (b.scenario, b.params) in seen:
+            continue
+        seen.add((b.scenario, b.params))
+        # The system work queue exists only in the async generation.
+        zaps = ("async",) if dict(b.params).get("zap_wq") == "system" else ZAP_MODES
+        out += [(b.scenario, z, b.params) for z in zaps]
+    return out
+
+
+def _clean_chunk(args: tuple[str, list[tuple[str, str, Params, int]]]) -> tuple[str, list]:
     spec, items = args
     out = []
-    for name, zap, seed in items:
+    for name, zap, params, seed in items:
         t0 = time.perf_counter()
         r = run_scenario(name, zap=zap, seed=seed, strategy=_strategy(spec, seed),
-                         params={"variant": seed}, stacks=False)
+                         params={"variant": seed, **dict(params)}, stacks=False)
         what = r.reports[0].title if r.reports else r.error.splitlines()[-1:]
-        out.append((name, zap, seed, r.kinds(), r.decisions, time.perf_counter() - t0, what))
+        label = name + "".join(f" {k}={v}" for k, v in params)
+        out.append((label, zap, seed, r.kinds(), r.decisions, time.perf_counter() - t0, what))
     return spec, out
 
 
 def clean(a: argparse.Namespace) -> int:
-    combos = [(n, z) for n in SCENARIOS for z in ZAP_MODES]
+    combos = clean_combos(a.bug_params)
     items = [(*combos[i % len(combos)], a.first_seed + i) for i in range(a.runs)]
     chunks = [items[i:i + 25] for i in range(0, len(items), 25)]
     # Alternate the strategies chunk by chunk: both see the same machine minute.
@@ -164,6 +185,7 @@ def clean(a: argparse.Namespace) -> int:
                                             "kinds": kinds, "what": what})
     wall = time.perf_counter() - t0
     doc = {"runs_per_strategy": a.runs, "wall_seconds": round(wall, 1), "jobs": a.jobs,
+           "combos": len(combos),
            "strategies": [{"strategy": s, "runs": r["runs"], "dirty": r["dirty"],
                            "mean_decisions": round(r["decisions"] / max(1, r["runs"]), 1),
                            "ms_per_run": round(r["seconds"] / max(1, r["runs"]) * 1e3, 2),
@@ -203,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     cl = sub.add_parser("clean", help="clean runs and executions/s, strategies side by side")
     cl.add_argument("--runs", type=int, default=2000, help="runs per strategy")
     cl.add_argument("--first-seed", type=int, default=0)
+    cl.add_argument("--no-bug-params", dest="bug_params", action="store_false",
+                    help="only each scenario's default parameters")
     for q in (pw, cl):
         q.add_argument("--strategy", action="append",
                        help=f"strategy spec (repeatable); default {', '.join(DEFAULT_STRATEGIES)}"
