@@ -4,10 +4,11 @@ No single strategy finds every catalogued bug quickly: the uniform random
 walk almost never starves a thread for long (a queued work that must not
 have started yet), and PCT with strict priorities rarely produces the
 fine-grained interleaving of two threads that a data race needs.  Test
-tools answer with a portfolio (Coyote's ``--strategy portfolio``, the
-"swarm" of shuttle's scheduler suite): run ``i`` of a campaign uses the
-member ``i mod N``, so every N consecutive seeds try every member once and
-a campaign finds a bug at about the mean of the members' per-run rates.
+tools answer with a portfolio (Coyote explores by default with "a tuned
+portfolio of strategies"; setting one strategy turns it off): here run
+``i`` of a campaign uses the member ``i mod N``, so every N consecutive
+seeds try every member once, and a campaign finds a bug at about the mean
+of the members' per-run rates.
 
 Determinism: the member is a function of the seed alone and is built with
 that same seed, so ``Runtime(strategy="portfolio", seed=s)`` schedules
@@ -19,7 +20,7 @@ runs what a random-walk campaign ran.
 The members and their weights were chosen by measurement
 (``tools/strategy_power.py``, figures in BENCHMARKS.md).
 
-Kernel counterpart: none (a tester's scheduler, as in Coyote or shuttle).
+Kernel counterpart: none (a tester's scheduler, as in Coyote).
 """
 
 from __future__ import annotations
