@@ -17,7 +17,7 @@ and, as for every strategy, its schedule string replays it.  Seeds with
 ``s % N == 0`` are the random walk itself: seed 0 of a portfolio campaign
 runs what a random-walk campaign ran.
 
-The members and their weights were chosen by measurement
+The members were chosen by measurement
 (``tools/strategy_power.py``, figures in BENCHMARKS.md).
 
 Kernel counterpart: none (a tester's scheduler, as in Coyote).

@@ -15,8 +15,8 @@ interface, the random walk, replay and the schedule string codec live in
 ``ksync.strategy_base`` and are re-exported here; this module imports the
 strategy modules and none of them imports it, so imports run one way.
 
-Kernel counterpart: none (the front end of a controlled scheduler, as the
-``--sch`` option of CHESS or Coyote's ``--strategy``).
+Kernel counterpart: none (the front end of a controlled scheduler, as
+Coyote's ``--strategy`` option).
 """
 
 from __future__ import annotations
