@@ -187,8 +187,9 @@ CATALOGUE: tuple[Bug, ...] = (
         "latent issue that kvm_tdp_mmu_zap_invalidated_roots() assumed it owned a "
         "reference to all invalid roots; only the roots the invalidation gifted may be put",
         "use-after-free", "memslot_churn",
-        "A vCPU that finished its work keeps the root it last loaded; a memslot delete "
-        "invalidates it, and the zap puts only the reference the invalidation took. The next "
+        "A halted vCPU keeps the root it loaded and handles no request; a memslot delete "
+        "invalidates that root, and the zap puts only the reference the invalidation took. The "
+        "next "
         "memslot change walks every invalid root and puts one reference on each, including "
         "that one: it steals the vCPU's reference and frees the root under it. The vCPU's own "
         "put at teardown touches freed memory.",
