@@ -177,9 +177,11 @@ def translate(vcpu: Vcpu, gfn: int) -> tuple[int, bool] | None:
     rcu_read_lock()
     try:
         page, _i, spte = lockless_walk(vcpu, root, gfn, "guest page walk")
+        # Read inside the read section: once it ends the page may be freed.
+        level = page.level
     finally:
         rcu_read_unlock()
-    if not spte & PRESENT or not is_leaf(spte, page.level):
+    if not spte & PRESENT or not is_leaf(spte, level):
         return None
-    offset = gfn - gfn_round_for_level(gfn, page.level)
+    offset = gfn - gfn_round_for_level(gfn, level)
     return spte_pfn(spte) + offset, bool(spte & WRITABLE)
