@@ -161,6 +161,15 @@ def test_a_worker_killed_mid_campaign_loses_no_result_and_its_seeds_run_elsewher
     assert _findings(o) == _findings(want)
 
 
+@pytest.mark.timeout(90)
+def test_a_run_that_kills_every_worker_it_touches_stops_the_campaign_with_one_line(
+        toys, local2, tmp_path):
+    with cl.open_cluster(cl.parse_target("local:1"), timeout=30, worker_setup=register) as d:
+        with pytest.raises(cl.CampaignError, match=r"seeds \d+\.\.\d+ killed every worker "
+                                                   r"that ran them .*--resume continues"):
+            run_campaign(CampaignSpec("toy_crash", runs=3), tmp_path, jobs=1, dispatch=d)
+
+
 _DRIVER = """\
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -219,8 +228,13 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(90)
-def test_a_scheduler_that_goes_away_is_one_line_exit_two_and_keeps_results(tmp_path):
-    """A real scheduler and worker (``dask scheduler``, ``dask worker``) and the command line."""
+def test_a_scheduler_that_goes_away_is_one_line_exit_two_and_keeps_results(local2, tmp_path):
+    """A real scheduler and worker (``dask scheduler``, ``dask worker``) and the command line.
+
+    (``local2`` only for Dask's process-wide threads, which the client here starts.)
+    """
+    import distributed
+
     address = f"tcp://127.0.0.1:{_free_port()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env,
@@ -234,6 +248,9 @@ def test_a_scheduler_that_goes_away_is_one_line_exit_two_and_keeps_results(tmp_p
     out = tmp_path / "c"
     fuzz = None
     try:
+        # The worker first: on a loaded machine it may take longer than --cluster-timeout.
+        with distributed.Client(address, timeout=30, set_as_default=False) as c:
+            c.wait_for_workers(1, timeout=30)
         fuzz = subprocess.Popen([sys.executable, "-m", "tdpmmu", "fuzz", "--scenario",
                                  "memslot_churn", "--runs", "100000", "--cluster", address,
                                  "--cluster-timeout", "3", "--out", str(out), "-q"],
