@@ -227,7 +227,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)       # the module's cluster may be set up in this test
 def test_a_scheduler_that_goes_away_is_one_line_exit_two_and_keeps_results(local2, tmp_path):
     """A real scheduler and worker (``dask scheduler``, ``dask worker``) and the command line.
 
