@@ -5,6 +5,10 @@ Runs every scenario in every zap generation over consecutive seeds, each
 seed also picking the scenario's program (``variant=seed``); random
 strategy, ``--pct-share`` of the runs use PCT instead; in ``--jobs``
 processes, and counts runs with any report or model error — zero expected.
+A run that reported is run once more with the same arguments: a controlled
+run is a pure function of them, so a report that does not come back was the
+wall clock's (the hung-task watchdog counts real seconds, which a machine
+loaded past its cores can lose); those are counted apart as ``unreproduced``.
 Besides each scenario's defaults, the plan covers every set of scenario
 parameters a catalogue entry brings (``Bug.params``: the knobs under which a
 bug shows, e.g. ``teardown`` with ``root_level=5``), without the bug, in
@@ -40,8 +44,12 @@ def _chunk(args: tuple[list[tuple[str, str, Params, int, str]]]) -> list[tuple]:
         t0 = time.perf_counter()
         r = run_scenario(name, zap=zap, seed=seed, strategy=strategy,
                          params={"variant": seed, **dict(params)})
-        out.append((name, zap, params, seed, strategy, r.kinds(), r.steps,
-                    time.perf_counter() - t0,
+        secs = time.perf_counter() - t0
+        kinds, again = r.kinds(), []
+        if kinds:
+            again = run_scenario(name, zap=zap, seed=seed, strategy=strategy,
+                                 params={"variant": seed, **dict(params)}).kinds()
+        out.append((name, zap, params, seed, strategy, kinds, again, r.steps, secs,
                     (r.reports[0].title if r.reports else r.error.splitlines()[-1:])))
     return out
 
@@ -94,33 +102,40 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     per = collections.defaultdict(lambda: [0, 0, 0, 0.0])   # runs, dirty, steps, seconds
     findings = []
+    unreproduced = []
     with ProcessPoolExecutor(a.jobs) as ex:
         for res in ex.map(_chunk, [(c,) for c in chunks]):
-            for name, zap, params, seed, strategy, kinds, steps, secs, what in res:
+            for name, zap, params, seed, strategy, kinds, again, steps, secs, what in res:
                 row = per[(_label(name, params), zap)]
                 row[0] += 1
                 row[2] += steps
                 row[3] += secs
-                if kinds:
+                if kinds and not again:
+                    unreproduced.append({"scenario": name, "zap": zap, "params": dict(params),
+                                         "seed": seed, "strategy": strategy, "kinds": kinds,
+                                         "what": what})
+                elif kinds:
                     row[1] += 1
                     findings.append({"scenario": name, "zap": zap, "params": dict(params),
                                      "seed": seed, "strategy": strategy, "kinds": kinds,
                                      "what": what})
     wall = time.perf_counter() - t0
     total = sum(r[0] for r in per.values())
-    doc = {"runs": total, "runs_with_reports": len(findings), "wall_seconds": round(wall, 1),
+    doc = {"runs": total, "runs_with_reports": len(findings),
+           "unreproduced": len(unreproduced), "wall_seconds": round(wall, 1),
            "runs_per_second": round(total / wall, 1),
            "per_scenario": [{"scenario": n, "zap": z, "runs": r[0], "dirty": r[1],
                              "mean_steps": round(r[2] / r[0]), "mean_ms": round(r[3] / r[0] * 1e3, 1)}
                             for (n, z), r in sorted(per.items())],
-           "findings": findings[:20]}
+           "findings": findings[:20], "unreproduced_runs": unreproduced[:20]}
     if a.json:
         print(json.dumps(doc, indent=1))
     else:
         for row in doc["per_scenario"]:
             print(f"{row['scenario']:58} {row['zap']:9} runs {row['runs']:6} dirty {row['dirty']:3} "
                   f"steps {row['mean_steps']:6} {row['mean_ms']:7.1f} ms/run")
-        print(f"{total} runs, {len(findings)} with reports, {wall:.0f} s wall "
+        print(f"{total} runs, {len(findings)} with reports ({len(unreproduced)} more whose "
+              f"report did not come back on a rerun), {wall:.0f} s wall "
               f"({doc['runs_per_second']} runs/s, {a.jobs} jobs)")
         for f in findings[:10]:
             print("  finding:", f)
