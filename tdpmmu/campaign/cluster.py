@@ -6,12 +6,12 @@ campaign log and shrinks the findings (in its own process pool).  Only the
 runs go to the cluster, as Dask tasks of ``run_batch``: a batch of seeds in,
 their records and the log lines they produced out.
 
-Batching: a run costs ~10 ms and a Dask task a few ms of scheduler and
-network time, so one task per seed would spend a third of the cluster on
-bookkeeping.  A batch is sized to last about ``BATCH_SECONDS`` (measured on
-the batches already back) and shrinks near the end, so that the workers
-finish together; two batches per worker are in flight, so a worker never
-waits for the scheduler between them.
+Batching: a run costs 5-10 ms and a Dask task a few ms of scheduler and
+network time; with one task per seed a ``local:2`` campaign ran at a third
+of its batched rate (BENCHMARKS.md).  A batch is sized to last about
+``BATCH_SECONDS`` (measured on the batches already back) and shrinks near
+the end, so that the workers finish together; two batches per worker are in
+flight, so a worker never waits for the scheduler between them.
 
 Crash safety: a batch's records are appended to the results file only when
 the batch comes back, so a worker killed mid-batch loses that batch alone
