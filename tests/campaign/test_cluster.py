@@ -237,11 +237,13 @@ def test_a_scheduler_that_goes_away_is_one_line_exit_two_and_keeps_results(local
 
     address = f"tcp://127.0.0.1:{_free_port()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # If pytest-timeout ends this process, the scheduler stops when idle (--idle-timeout)
+    # and the worker when its scheduler has gone (--death-timeout).
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env,
              "start_new_session": True}
     sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
                               "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                              "--no-dashboard"], **quiet)
+                              "--no-dashboard", "--idle-timeout", "120"], **quiet)
     worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
                                "--nthreads", "1", "--no-dashboard", "--death-timeout", "20"],
                               **quiet)
