@@ -101,6 +101,11 @@ def test_log_is_written_by_the_manager_and_the_workers(toys, tmp_path):
     assert len(pids) >= 2
 
 
+#: Runs of the kill test: enough that no machine is fast enough to finish
+#: them between two polls, few enough that the resume takes seconds.
+KILL_RUNS = 1500
+
+
 @pytest.mark.timeout(90)
 def test_campaign_killed_midway_loses_no_finished_result_and_resumes(tmp_path):
     out = tmp_path / "c"
@@ -108,8 +113,8 @@ def test_campaign_killed_midway_loses_no_finished_result_and_resumes(tmp_path):
               "from tests.campaign.toyscenario import register; register()\n"
               "from tdpmmu.cli import main\n"
               "sys.exit(main(['fuzz', '--scenario', 'toy_lost_update', '--param', 'spin=100',"
-              " '--runs', '150', '--jobs', '2', '--out', sys.argv[2], '-q']))\n")
-    proc = subprocess.Popen([sys.executable, "-c", driver, str(ROOT), str(out)],
+              " '--runs', sys.argv[3], '--jobs', '2', '--out', sys.argv[2], '-q']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", driver, str(ROOT), str(out), str(KILL_RUNS)],
                             start_new_session=True, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -124,16 +129,16 @@ def test_campaign_killed_midway_loses_no_finished_result_and_resumes(tmp_path):
     finally:
         proc.wait(timeout=10)
     before = {r["seed"]: r for r in _records(out) if r["type"] == "run"}
-    assert 20 <= len(before) < 150
+    assert 20 <= len(before) < KILL_RUNS
 
     from .toyscenario import toy_scenarios
     with toy_scenarios():
-        o = run_campaign(CampaignSpec("toy_lost_update", runs=150, params={"spin": 100}),
+        o = run_campaign(CampaignSpec("toy_lost_update", runs=KILL_RUNS, params={"spin": 100}),
                          out, jobs=2, resume=True, minimise=False)
     after = [r for r in _records(out) if r["type"] == "run"]
     seeds = [r["seed"] for r in after]
-    assert sorted(seeds) == list(range(150)), "every seed exactly once"
-    assert o.session_runs == 150 - len(before) and o.complete
+    assert sorted(seeds) == list(range(KILL_RUNS)), "every seed exactly once"
+    assert o.session_runs == KILL_RUNS - len(before) and o.complete
     for r in after:
         if r["seed"] in before:
             assert r == before[r["seed"]]
