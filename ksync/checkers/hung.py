@@ -20,7 +20,9 @@ smallest of the listed checkers') it looks at each runtime:
   a deadlock report), watches the scheduler: if no scheduling point passes
   for ``timeout_s`` of wall-clock time, the running thread is stuck in code
   that never reaches one (a pure-Python spin loop, a foreign lock) and is
-  reported once per stall.
+  reported once per stall.  Time the running thread spent waiting for a CPU
+  (its run-queue delay, from Linux schedstat) does not count: a machine
+  loaded past its cores delays a run without the run being stuck.
 
 Configuration: ``timeout_s`` defaults to the environment variable
 ``KSYNC_HUNG_TIMEOUT`` (seconds; ``0`` disables the watchdog) or else
@@ -76,6 +78,7 @@ class HungTask(ev.Checker):
         self._reported: set[Any] = set()
         self._last_step = 0
         self._since = 0.0
+        self._delay: float | None = None   # run_delay_s of the running thread at the last look
         self.rt: Any = None
 
     def attach(self, rt: Any) -> None:
@@ -103,16 +106,30 @@ class HungTask(ev.Checker):
         rt = self.rt
         try:
             if rt.controlled:
-                if rt.step != self._last_step:
-                    self._last_step, self._since = rt.step, now
-                elif (now - self._since >= timeout
-                        and ("stall", self._last_step) not in self._reported):
-                    self._reported.add(("stall", self._last_step))
-                    self._report_stall(now - self._since)
+                self._look_controlled(rt, now, timeout)
             else:
                 self._check_blocked(now, timeout)
         except ReportError:
             pass        # strict mode: the report is filed; nobody to raise it to
+
+    def _look_controlled(self, rt: Any, now: float, timeout: float) -> None:
+        """A stall is wall time with no scheduling point, minus the running
+        thread's wait for a CPU (an overloaded machine is not a stuck thread;
+        the kernel's watchdogs discount a paused guest's steal time alike)."""
+        if rt.step != self._last_step:
+            self._last_step, self._since = rt.step, now
+            self._delay = None
+            return
+        cur = getattr(rt, "_current", None)
+        delay = run_delay_s(getattr(getattr(cur, "os_thread", None), "ident", None))
+        if self._delay is None:
+            self._delay = delay
+        # Time the thread spent runnable but not running moves the start on.
+        self._since += max(0.0, delay - self._delay)
+        self._delay = delay
+        if now - self._since >= timeout and ("stall", self._last_step) not in self._reported:
+            self._reported.add(("stall", self._last_step))
+            self._report_stall(now - self._since)
 
     def _check_blocked(self, now: float, timeout: float) -> None:
         rt = self.rt
@@ -169,6 +186,24 @@ class HungTask(ev.Checker):
                            f"{t.name}/{t.tid}:")
                 out += _stacks.held_locks(held)
         return out
+
+
+def run_delay_s(ident: int | None) -> float:
+    """Seconds the OS thread ``ident`` has waited on a run queue (0.0 if unknown).
+
+    Linux's /proc/self/task/TID/schedstat: run time, run-queue wait, slices
+    (schedstats, updated when the thread next gets a CPU).
+    """
+    if ident is None:
+        return 0.0
+    native = next((th.native_id for th in threading.enumerate() if th.ident == ident), None)
+    if native is None:
+        return 0.0
+    try:
+        with open(f"/proc/self/task/{native}/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _os_stack(t: Any) -> str:

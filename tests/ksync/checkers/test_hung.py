@@ -176,3 +176,34 @@ def test_a_parked_khungtaskd_wakes_for_the_next_runtime(monkeypatch):
     with ksync.Runtime(mode="free", checks=HUNG) as rt:
         _waiter_blocked_until_reported(rt)
     assert any(r.thread == "waiter" for r in of_kind(rt, "hung-task"))
+
+
+def _stall_looks(monkeypatch, delay_per_look: float) -> list[float]:
+    """Twenty looks, 0.1 s apart, at a controlled run stuck at one step; the running
+    thread waits ``delay_per_look`` s for a CPU between two looks."""
+    from types import SimpleNamespace
+
+    from ksync.checkers import hung
+    delays = iter(i * delay_per_look for i in range(100))
+    monkeypatch.setattr(hung, "run_delay_s", lambda ident: next(delays))
+    c = hung.HungTask()
+    c.rt = SimpleNamespace(controlled=True, step=7, _current=None)
+    c.timeout_s = 0.45
+    stalls: list[float] = []
+    monkeypatch.setattr(c, "_report_stall", stalls.append)
+    for i in range(20):
+        c.look(100.0 + i * 0.1)
+    return stalls
+
+
+def test_a_controlled_stall_counts_wall_time_the_thread_could_run(monkeypatch):
+    stalls = _stall_looks(monkeypatch, 0.0)
+    assert len(stalls) == 1 and 0.45 <= stalls[0] < 0.55
+
+
+def test_time_the_running_thread_waited_for_a_cpu_is_not_a_stall(monkeypatch):
+    # A machine loaded past its cores: the thread was runnable, never stuck.
+    assert _stall_looks(monkeypatch, 0.1) == []
+    # Half the time waiting: reported later, after 0.45 s of its own (0.9 s of wall).
+    half = _stall_looks(monkeypatch, 0.05)
+    assert len(half) == 1 and 0.45 <= half[0] < 0.55
