@@ -3,7 +3,7 @@
 The process that starts the campaign stays its manager, as with ``--jobs``:
 it alone writes the results file, draws the progress line, writes the
 campaign log and shrinks the findings (in its own process pool).  Only the
-runs go to the cluster, as Dask tasks of ``run_batch``: a batch of seeds in,
+runs go to the cluster, as Dask tasks of ``run_batch`` (cluster_worker.py): a batch of seeds in,
 their records and the log lines they produced out.
 
 Batching: a run costs 5-10 ms and a Dask task a few ms of scheduler and
