@@ -14,7 +14,7 @@ import pytest
 from tdpmmu.cli import main
 from tdpmmu.stall import SizeError, check_fits, measure_once, parse_size, parse_sizes, run_series
 from tdpmmu.stall.output import format_table
-from tdpmmu.stall.summary import linear_fit, summarise
+from tdpmmu.stall.summary import describe, linear_fit, summarise
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -65,7 +65,19 @@ def test_summarise_checks_the_seed_claims_from_rows():
     assert s["sync_fit"]["r2"] == pytest.approx(1)
     assert s["async_block_under_100ms"] is True
     assert s["async_block_flat"] is False              # 0.3 / 0.1 = 3x
+    assert s["async_block_growth_from_1g"] == pytest.approx(3.0)
     assert s["sync_over_async"] == {"1G": 100.0, "4G": pytest.approx(133.3)}
+
+
+def test_a_smaller_block_time_on_a_bigger_guest_is_flat_however_large_the_spread():
+    def row(mem, block):
+        return {"memory_bytes": mem, "memory": f"{mem // GIB}G", "sptes": mem // 4096,
+                "zap": "async", "block_ms": block}
+    # The first (1G) row's warm-up: max/min 2.3x, but nothing grows with size.
+    s = summarise([row(GIB, 0.076), row(4 * GIB, 0.052), row(64 * GIB, 0.033)])
+    assert s["async_block_spread_from_1g"] == pytest.approx(2.303, abs=1e-3)
+    assert s["async_block_flat"] is True
+    assert "largest guest / 1G: 0.43x (flat" in describe(s)[-1]
 
 
 # ---------------------------------------------------------------- the measurement
