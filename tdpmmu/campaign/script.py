@@ -31,7 +31,7 @@ from ksync.minimise import minimise
 
 from ..harness import RunResult
 from .spec import CampaignSpec
-from .verify import Rerun, with_stacks
+from .verify import Rerun, run_record
 
 log = logging.getLogger("tdpmmu.campaign")
 
@@ -104,20 +104,7 @@ def run_script_one(spec: CampaignSpec, seed: int) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     r = script_result(spec, seed, strategy=spec.strategy_spec(), stacks=False)
-    rec: dict[str, Any] = {"type": "run", "seed": seed, "clean": r.clean, "steps": r.steps,
-                           "decisions": r.decisions,
-                           "seconds": round(time.perf_counter() - t0, 6)}
-    if r.clean:
-        return rec
-    r, verdict = with_stacks(script_rerun(spec, seed), r)
-    reports = [{"kind": x.kind, "title": x.title, "text": x.text} for x in r.reports]
-    if r.error:
-        reports.append({"kind": "error", "title": r.error.splitlines()[-1], "text": r.error})
-    rec.update(schedule=r.schedule, reports=reports, reproducible=verdict.reproducible,
-               divergence=verdict.divergence, divergence_step=verdict.step)
-    log.info("seed %d: %s%s", seed, ", ".join(f"{x['kind']}: {x['title']}" for x in reports),
-             "" if verdict.reproducible else f" [{verdict.divergence}]")
-    return rec
+    return run_record(seed, r, time.perf_counter() - t0, script_rerun(spec, seed))
 
 
 def shrink_script_one(spec: CampaignSpec, seed: int, schedule: str, kind: str, steps: int,

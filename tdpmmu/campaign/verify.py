@@ -15,6 +15,7 @@ differ, two traced replays are compared to find the first differing event.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ import ksync
 from ksync.minimise import Minimised, minimise
 
 from ..harness import RunResult, run_scenario
+
+log = logging.getLogger("tdpmmu.campaign")
 
 
 @dataclass
@@ -57,6 +60,30 @@ def check_replay(rerun: Rerun, original: RunResult) -> Verdict:
     where = _first_trace_difference(rerun, original.schedule)
     return Verdict(False, f"uncontrolled nondeterminism: the schedule replayed but the reports "
                           f"differ ({_kinds(want)} then {_kinds(got)}){where[0]}", where[1])
+
+
+def run_record(seed: int, stackless: RunResult, seconds: float,
+               rerun: Rerun) -> dict[str, Any]:
+    """The ``run`` record of one campaign run made with ``stacks=False``.
+
+    A clean run is its counts; a dirty one is replayed with stacks on
+    (``with_stacks``) and carries that replay's schedule, reports and
+    verdict.  Scenario and script campaigns (worker.py, script.py) share it.
+    """
+    r = stackless
+    rec: dict[str, Any] = {"type": "run", "seed": seed, "clean": r.clean, "steps": r.steps,
+                           "decisions": r.decisions, "seconds": round(seconds, 6)}
+    if r.clean:
+        return rec
+    r, verdict = with_stacks(rerun, r)
+    reports = [{"kind": x.kind, "title": x.title, "text": x.text} for x in r.reports]
+    if r.error:
+        reports.append({"kind": "error", "title": r.error.splitlines()[-1], "text": r.error})
+    rec.update(schedule=r.schedule, reports=reports, reproducible=verdict.reproducible,
+               divergence=verdict.divergence, divergence_step=verdict.step)
+    log.info("seed %d: %s%s", seed, ", ".join(f"{x['kind']}: {x['title']}" for x in reports),
+             "" if verdict.reproducible else f" [{verdict.divergence}]")
+    return rec
 
 
 def with_stacks(rerun: Rerun, stackless: RunResult) -> tuple[RunResult, Verdict]:

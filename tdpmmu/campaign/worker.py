@@ -12,7 +12,7 @@ from typing import Any
 
 from ..harness import run_scenario
 from .spec import CampaignSpec
-from .verify import scenario_rerun, shrink, with_stacks
+from .verify import run_record, scenario_rerun, shrink
 
 log = logging.getLogger("tdpmmu.campaign")
 
@@ -33,20 +33,7 @@ def run_one(spec_dict: dict[str, Any], seed: int) -> dict[str, Any]:
     r = run_scenario(spec.scenario, zap=spec.zap, bugs=spec.bugs, params=spec.params,
                      checks=spec.checks, seed=seed, strategy=spec.strategy_spec(),
                      stacks=False)
-    rec: dict[str, Any] = {"type": "run", "seed": seed, "clean": r.clean, "steps": r.steps,
-                           "decisions": r.decisions,
-                           "seconds": round(time.perf_counter() - t0, 6)}
-    if r.clean:
-        return rec
-    r, verdict = with_stacks(scenario_rerun(spec, seed), r)
-    reports = [{"kind": x.kind, "title": x.title, "text": x.text} for x in r.reports]
-    if r.error:
-        reports.append({"kind": "error", "title": r.error.splitlines()[-1], "text": r.error})
-    rec.update(schedule=r.schedule, reports=reports, reproducible=verdict.reproducible,
-               divergence=verdict.divergence, divergence_step=verdict.step)
-    log.info("seed %d: %s%s", seed, ", ".join(f"{x['kind']}: {x['title']}" for x in reports),
-             "" if verdict.reproducible else f" [{verdict.divergence}]")
-    return rec
+    return run_record(seed, r, time.perf_counter() - t0, scenario_rerun(spec, seed))
 
 
 def shrink_one(spec_dict: dict[str, Any], seed: int, schedule: str, kind: str,
