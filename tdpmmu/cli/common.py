@@ -186,3 +186,30 @@ def one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.exit(EXIT_USAGE, f"{p.prog}: {message} (see {p.prog} --help)\n")
     p.error = error  # type: ignore[method-assign]
     return p
+
+
+def print_campaign(outcome: Any, program: str, findings_dir: Path, saved_line: str) -> None:
+    """A campaign's totals, then each distinct finding (``fuzz`` and ``run --fuzz``).
+
+    ``program`` heads the totals line; ``saved_line`` is formatted with
+    ``path`` (the finding's saved file) as the line after its replay command.
+    """
+    s = outcome.spec
+    print(f"{program}, strategy {s.strategy_spec()}: {outcome.runs} runs, "
+          f"{outcome.clean} clean, {outcome.executions_per_second:.1f} runs/s"
+          + ("" if outcome.complete else " (incomplete: --resume continues)"))
+    print(f"results: {outcome.out / 'results.jsonl'}")
+    for i, f in enumerate(outcome.findings, 1):
+        print()
+        flag = "" if f.reproducible else "  [UNCONTROLLED NONDETERMINISM]"
+        print(f"finding {i}: seen in {f.count} run(s), first at seed {f.seed}{flag}")
+        if not f.reproducible:
+            print(f"  {f.divergence}")
+        for r in f.reports:
+            print(render_report(r))
+        if f.minimised:
+            m = f.minimised
+            print(f"schedule shrunk from {m['original_decisions']} to {m['decisions']} "
+                  f"decisions, {m['original_preemptions']} to {m['preemptions']} preemptions")
+        print(f"replay: {f.replay_command}")
+        print(saved_line.format(path=findings_dir / f"{i}.json"))

@@ -23,8 +23,8 @@ from .common import (
     parse_checks,
     positive_int,
     positive_seconds,
+    print_campaign,
     print_json,
-    render_report,
     summary_line,
     write_campaign_summary,
 )
@@ -135,22 +135,5 @@ def _run_campaign(args: argparse.Namespace, spec: CampaignSpec, out: Path,
 def _print_summary(outcome, findings_dir: Path) -> None:
     s = outcome.spec
     bugs = ", ".join(s.bugs) or "none"
-    print(f"{s.scenario} (zap {s.zap}, bugs {bugs}), strategy {s.strategy_spec()}: "
-          f"{outcome.runs} runs, {outcome.clean} clean, "
-          f"{outcome.executions_per_second:.1f} runs/s"
-          + ("" if outcome.complete else " (incomplete: --resume continues)"))
-    print(f"results: {outcome.out / 'results.jsonl'}")
-    for i, f in enumerate(outcome.findings, 1):
-        print()
-        flag = "" if f.reproducible else "  [UNCONTROLLED NONDETERMINISM]"
-        print(f"finding {i}: seen in {f.count} run(s), first at seed {f.seed}{flag}")
-        if not f.reproducible:
-            print(f"  {f.divergence}")
-        for r in f.reports:
-            print(render_report(r))
-        if f.minimised:
-            m = f.minimised
-            print(f"schedule shrunk from {m['original_decisions']} to {m['decisions']} "
-                  f"decisions, {m['original_preemptions']} to {m['preemptions']} preemptions")
-        print(f"replay: {f.replay_command}")
-        print(f"    or: tdpmmu replay --finding {findings_dir / f'{i}.json'}")
+    print_campaign(outcome, f"{s.scenario} (zap {s.zap}, bugs {bugs})", findings_dir,
+                   "    or: tdpmmu replay --finding {path}")

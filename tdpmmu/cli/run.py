@@ -47,6 +47,7 @@ from .common import (
     parse_checks,
     positive_int,
     positive_seconds,
+    print_campaign,
     print_json,
     render_report,
     summary_line,
@@ -295,22 +296,4 @@ def _fuzz(path: Path, args: argparse.Namespace, checks: Any) -> int:
 
 def _print_campaign(outcome: CampaignOutcome, saved: Path) -> None:
     """The text summary of a script campaign: totals, then each distinct finding."""
-    s = outcome.spec
-    print(f"{s.program()}, strategy {s.strategy_spec()}: {outcome.runs} runs, "
-          f"{outcome.clean} clean, {outcome.executions_per_second:.1f} runs/s"
-          + ("" if outcome.complete else " (incomplete: --resume continues)"))
-    print(f"results: {outcome.out / 'results.jsonl'}")
-    for i, f in enumerate(outcome.findings, 1):
-        print()
-        flag = "" if f.reproducible else "  [UNCONTROLLED NONDETERMINISM]"
-        print(f"finding {i}: seen in {f.count} run(s), first at seed {f.seed}{flag}")
-        if not f.reproducible:
-            print(f"  {f.divergence}")
-        for r in f.reports:
-            print(render_report(r))
-        if f.minimised:
-            m = f.minimised
-            print(f"schedule shrunk from {m['original_decisions']} to {m['decisions']} "
-                  f"decisions, {m['original_preemptions']} to {m['preemptions']} preemptions")
-        print(f"replay: {f.replay_command}")
-        print(f"  saved: {saved / f'{i}.json'}")
+    print_campaign(outcome, outcome.spec.program(), saved, "  saved: {path}")
