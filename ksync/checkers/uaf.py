@@ -148,26 +148,26 @@ class UseAfterFree(ev.Checker):
             self._invalid(t, obj, name, stack)
 
     # ------------------------------------------------------------------ reports
+    def _first(self, tag: Any) -> bool:
+        """True the first time ``tag`` is seen: one report per bug, not per access."""
+        with self._lk:
+            if tag in self._reported:
+                return False
+            self._reported.add(tag)
+            return True
+
     def _use(self, t: Any, kind: str, arg: Any, e: _Obj) -> None:
         # One report per freed object and accessing thread (KASAN reports the
         # first bad access only): the reads that follow it are the same bug.
-        tag = (id(e.obj), t.tid)
-        with self._lk:
-            if tag in self._reported:
-                return
-            self._reported.add(tag)
+        if not self._first((id(e.obj), t.tid)):
+            return
         stack = _stacks.capture(3)
         op, where = _describe(kind, arg, e.name)
         func = _stacks.top_function(stack)
-        text = "\n".join([
-            "=" * 66,
-            f"BUG: KASAN: use-after-free in {func}",
-            f"{op} at addr {where} by task {t.name}/{t.tid}", "",
-            "Call Trace:", _stacks.indented(stack, " "), "",
-            *_history(e),
-            f"The buggy address belongs to the object {e.name} "
-            f"(type {watch.type_name(e.obj)}), freed.",
-            "=" * 66])
+        text = _kasan_text(f"use-after-free in {func}",
+                           f"{op} at addr {where} by task {t.name}/{t.tid}", stack,
+                           [*_history(e), f"The buggy address belongs to the object {e.name} "
+                            f"(type {watch.type_name(e.obj)}), freed."])
         self.rt.report("use-after-free",
                        f"use-after-free in {func}: {op.lower()} at {where} by {t.name} "
                        f"(freed by {e.fthread} at {_stacks.top(e.fstack)})",
@@ -177,21 +177,13 @@ class UseAfterFree(ev.Checker):
                        free_thread=e.fthread)
 
     def _double(self, t: Any, e: _Obj, stack: _stacks.Stack) -> None:
-        tag = ("double", id(e.obj), _stacks.site_key(stack))
-        with self._lk:
-            if tag in self._reported:
-                return
-            self._reported.add(tag)
+        if not self._first(("double", id(e.obj), _stacks.site_key(stack))):
+            return
         func = _stacks.top_function(stack)
-        text = "\n".join([
-            "=" * 66,
-            f"BUG: KASAN: double-free in {func}",
-            f"Free of addr {e.name} by task {t.name}/{t.tid}", "",
-            "Call Trace:", _stacks.indented(stack, " "), "",
-            *_history(e),
-            f"The buggy address belongs to the object {e.name} "
-            f"(type {watch.type_name(e.obj)}), already freed.",
-            "=" * 66])
+        text = _kasan_text(f"double-free in {func}",
+                           f"Free of addr {e.name} by task {t.name}/{t.tid}", stack,
+                           [*_history(e), f"The buggy address belongs to the object {e.name} "
+                            f"(type {watch.type_name(e.obj)}), already freed."])
         self.rt.report("double-free",
                        f"double-free in {func}: {e.name} freed again by {t.name} "
                        f"(first freed by {e.fthread} at {_stacks.top(e.fstack)})",
@@ -199,27 +191,26 @@ class UseAfterFree(ev.Checker):
                        alloc_stack=_stacks.render(e.stack), free_stack=_stacks.render(e.fstack),
                        alloc_thread=e.thread, free_thread=e.fthread)
 
-
     def _invalid(self, t: Any, obj: Any, name: Any, stack: _stacks.Stack) -> None:
-        tag = ("invalid", _stacks.site_key(stack))
-        with self._lk:
-            if tag in self._reported:
-                return
-            self._reported.add(tag)
+        if not self._first(("invalid", _stacks.site_key(stack))):
+            return
         func = _stacks.top_function(stack)
         what = name or ev.obj_name(obj)
         kind = watch.type_name(obj)
-        text = "\n".join([
-            "=" * 66,
-            f"BUG: KASAN: invalid-free in {func}",
-            f"Free of addr {what} by task {t.name}/{t.tid}", "",
-            "Call Trace:", _stacks.indented(stack, " "), "",
-            f"The object {what} (type {kind}) was never allocated under watch: pass it "
-            "to ksync.track() (or ksync.shared()) when it is created, or do not free it.",
-            "=" * 66])
+        text = _kasan_text(f"invalid-free in {func}",
+                           f"Free of addr {what} by task {t.name}/{t.tid}", stack,
+                           [f"The object {what} (type {kind}) was never allocated under "
+                            "watch: pass it to ksync.track() (or ksync.shared()) when it is "
+                            "created, or do not free it."])
         self.rt.report("invalid-free",
                        f"invalid-free in {func}: {what} ({kind}) freed by {t.name} but never "
                        "tracked", text, thread=t, object=what, stack=_stacks.render(stack))
+
+
+def _kasan_text(bug: str, access: str, stack: _stacks.Stack, body: list[str]) -> str:
+    """A KASAN splat: the bug line, the access, its call trace, then ``body``."""
+    return "\n".join(["=" * 66, f"BUG: KASAN: {bug}", access, "",
+                      "Call Trace:", _stacks.indented(stack, " "), "", *body, "=" * 66])
 
 
 def _history(e: _Obj) -> list[str]:
