@@ -17,17 +17,9 @@ from tdpmmu.campaign import CampaignSpec, run_campaign
 from tdpmmu.campaign.runner import CampaignError
 from tdpmmu.cli import main
 
+from .util import records
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _records(out: Path) -> list[dict]:
-    recs = []
-    for line in (out / "results.jsonl").read_text().splitlines():
-        try:
-            recs.append(json.loads(line))
-        except ValueError:
-            pass
-    return recs
 
 
 @pytest.mark.timeout(60)
@@ -41,7 +33,7 @@ def test_campaign_stores_every_run_and_reports_distinct_findings(toys, tmp_path)
     assert {"kind", "title", "seed", "schedule", "replay_command"} <= f.keys()
     assert (f["kind"], f["title"]) == ("warn", "lost update")
     assert f["reproducible"] and f["count"] == 30 - doc["clean"]
-    recs = _records(tmp_path)
+    recs = records(tmp_path)
     assert recs[0]["type"] == "campaign"
     assert sorted(r["seed"] for r in recs if r["type"] == "run") == list(range(100, 130))
     shrunk = [r for r in recs if r["type"] == "minimised"]
@@ -89,7 +81,7 @@ def test_time_limit_stops_handing_out_runs_and_resume_finishes(toys, tmp_path):
 def test_a_worker_process_dying_stops_the_campaign_with_a_clear_error(toys, tmp_path):
     with pytest.raises(CampaignError, match="worker process died.*--resume"):
         run_campaign(CampaignSpec("toy_crash", runs=4), tmp_path, jobs=1, minimise=False)
-    assert _records(tmp_path)[0]["type"] == "campaign"
+    assert records(tmp_path)[0]["type"] == "campaign"
 
 
 def test_log_is_written_by_the_manager_and_the_workers(toys, tmp_path):
@@ -121,21 +113,21 @@ def test_campaign_killed_midway_loses_no_finished_result_and_resumes(tmp_path):
         while time.monotonic() < deadline:
             # Count run records, not lines: the header and findings are lines too.
             path = out / "results.jsonl"
-            if path.exists() and sum(r["type"] == "run" for r in _records(out)) >= 20:
+            if path.exists() and sum(r["type"] == "run" for r in records(out)) >= 20:
                 break
             assert proc.poll() is None, "the campaign ended before it could be killed"
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=10)
-    before = {r["seed"]: r for r in _records(out) if r["type"] == "run"}
+    before = {r["seed"]: r for r in records(out) if r["type"] == "run"}
     assert 20 <= len(before) < KILL_RUNS
 
     from .toyscenario import toy_scenarios
     with toy_scenarios():
         o = run_campaign(CampaignSpec("toy_lost_update", runs=KILL_RUNS, params={"spin": 100}),
                          out, jobs=2, resume=True, minimise=False)
-    after = [r for r in _records(out) if r["type"] == "run"]
+    after = [r for r in records(out) if r["type"] == "run"]
     seeds = [r["seed"] for r in after]
     assert sorted(seeds) == list(range(KILL_RUNS)), "every seed exactly once"
     assert o.session_runs == KILL_RUNS - len(before) and o.complete

@@ -9,7 +9,6 @@ worker processes, as a user's machines would run them.
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import socket
@@ -30,6 +29,7 @@ from tdpmmu.campaign.progress import Progress  # noqa: E402
 
 from ..cli.util import exit_code  # noqa: E402
 from .toyscenario import register, toy_scenarios  # noqa: E402
+from .util import records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A campaign with a few distinct outcomes and runs of a few ms (spin), so that
@@ -40,18 +40,8 @@ SAME = ("seed", "clean", "steps", "decisions", "schedule", "reports", "reproduci
         "divergence", "divergence_step")
 
 
-def _records(out: Path) -> list[dict]:
-    recs = []
-    for line in (out / "results.jsonl").read_text().splitlines():
-        try:
-            recs.append(json.loads(line))
-        except ValueError:
-            pass
-    return recs
-
-
 def _runs(out: Path) -> dict[int, dict]:
-    return {r["seed"]: {k: r.get(k) for k in SAME} for r in _records(out) if r["type"] == "run"}
+    return {r["seed"]: {k: r.get(k) for k in SAME} for r in records(out) if r["type"] == "run"}
 
 
 def _findings(outcome) -> list[tuple]:
@@ -154,7 +144,7 @@ def test_a_worker_killed_mid_campaign_loses_no_result_and_its_seeds_run_elsewher
         o = run_campaign(CampaignSpec(**SPEC), tmp_path, jobs=2, dispatch=d, progress=killer)
         assert killer.killed is not None, "a worker was killed with batches in progress"
         assert killer.killed[0] not in _worker_pids(d).values(), "the nanny restarted it"
-    seeds = [r["seed"] for r in _records(tmp_path) if r["type"] == "run"]
+    seeds = [r["seed"] for r in records(tmp_path) if r["type"] == "run"]
     assert sorted(seeds) == list(range(SPEC["seed"], SPEC["seed"] + SPEC["runs"])), \
         "every seed stored exactly once"
     assert o.complete and _runs(tmp_path) == want_runs
@@ -198,7 +188,7 @@ def test_the_client_killed_midway_then_resumed_runs_no_seed_twice(toys, referenc
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             if (out / "results.jsonl").exists() and sum(
-                    r["type"] == "run" for r in _records(out)) >= 30:
+                    r["type"] == "run" for r in records(out)) >= 30:
                 break
             assert proc.poll() is None, "the campaign ended before it could be killed"
             time.sleep(0.02)
@@ -210,7 +200,7 @@ def test_the_client_killed_midway_then_resumed_runs_no_seed_twice(toys, referenc
     assert 30 <= len(before) < spec["runs"]
 
     o = run_campaign(CampaignSpec(**spec), out, jobs=2, resume=True, dispatch=local2)
-    seeds = [r["seed"] for r in _records(out) if r["type"] == "run"]
+    seeds = [r["seed"] for r in records(out) if r["type"] == "run"]
     assert sorted(seeds) == list(range(spec["seed"], spec["seed"] + spec["runs"])), \
         "every seed exactly once"
     assert o.complete and o.session_runs == spec["runs"] - len(before)
@@ -261,7 +251,7 @@ def test_a_scheduler_that_goes_away_is_one_line_exit_two_and_keeps_results(local
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             if (out / "results.jsonl").exists() and sum(
-                    r["type"] == "run" for r in _records(out)) >= 20:
+                    r["type"] == "run" for r in records(out)) >= 20:
                 break
             assert fuzz.poll() is None, fuzz.communicate()
             time.sleep(0.05)
@@ -278,7 +268,7 @@ def test_a_scheduler_that_goes_away_is_one_line_exit_two_and_keeps_results(local
     assert err.count("\n") == 1 and "lost the Dask scheduler at " + address in err, err
     assert "--resume continues" in err
     assert waited < 20, "bounded by --cluster-timeout, not a hang"
-    kept = [r for r in _records(out) if r["type"] == "run"]
+    kept = [r for r in records(out) if r["type"] == "run"]
     assert len(kept) >= 20, "what finished is kept"
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tdpmmu.cli import main
 
+from .test_run import CLEAN  # the same clean script as plain `tdpmmu run` runs
 from .util import exit_code
 
 ABBA = textwrap.dedent("""
@@ -27,16 +28,6 @@ ABBA = textwrap.dedent("""
         rt.join(t)
 """)
 
-CLEAN = textwrap.dedent("""
-    import sys
-    import ksync
-    rt = ksync.current_runtime()
-    n = ksync.Atomic(0, name="n")
-    ts = [rt.spawn(n.inc, name=f"t{i}") for i in range(int(sys.argv[1]))]
-    for t in ts:
-        rt.join(t)
-    assert n.read() == int(sys.argv[1])
-""")
 
 
 @pytest.fixture
