@@ -38,8 +38,9 @@ from typing import Any
 from . import events as ev
 from .thread import thread_locals
 
-#: Code under this directory is the instrumentation itself, never checked.
-_KSYNC_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Code under this directory (ksync/) is the machinery: never checked here,
+#: and left out of the stacks checkers save (checkers/_stacks.py).
+KSYNC_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _HEAPTYPE = 1 << 9          # Py_TPFLAGS_HEAPTYPE: __class__ may be assigned
 _IMMUTABLETYPE = 1 << 8     # Py_TPFLAGS_IMMUTABLETYPE: it may not
 _ITEM_OPS = (("__getitem__", "read"), ("__setitem__", "write"), ("__delitem__", "write"))
@@ -169,7 +170,7 @@ def _managed() -> Any:
 
 def _from_ksync(depth: int) -> bool:
     try:
-        return sys._getframe(depth).f_code.co_filename.startswith(_KSYNC_DIR)
+        return sys._getframe(depth).f_code.co_filename.startswith(KSYNC_DIR)
     except ValueError:
         return True
 

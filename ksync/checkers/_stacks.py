@@ -14,17 +14,14 @@ call :func:`capture` on hot paths and :func:`render` when they report.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from types import CodeType
 from typing import Any
 
 from ksync.thread import thread_locals
+from ksync.watch import KSYNC_DIR as _KSYNC_DIR  # frames from there are the machinery
 
-#: Frames from files under this directory are the machinery, not the caller.
-#: (ksync/ is this file's grandparent: importing the ksync package here would be a cycle.)
-_KSYNC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 #: Thread bootstrap frames (``Thread.run``/``_bootstrap``) say nothing about the caller.
 _THREADING = threading.__file__
 
